@@ -1,0 +1,1 @@
+"""Activation atlases for PyTorch image models."""

@@ -1,0 +1,235 @@
+"""The ``atlas`` command line: one subcommand per pipeline stage.
+
+Every stage takes ``--config FILE`` and dotted overrides (``-s extract.layer=block3``);
+model flags (``--arch``, ``--weights``, ...) are shorthands for ``model.*`` overrides.
+Exit status: 0 success, 2 bad input (one line on stderr, no traceback), 1 internal error.
+Heavy libraries are imported inside the commands so that ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from atlas.config import Config, load_config
+from atlas.errors import AtlasError
+
+log = logging.getLogger("atlas")
+
+
+def config_options(func):
+    """``--config`` and ``-s/--set`` overrides; the command receives a validated ``config``."""
+
+    @click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file."
+    )
+    @click.option(
+        "-s",
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config key, e.g. -s train.epochs=3 (repeatable).",
+    )
+    @functools.wraps(func)
+    def wrapper(*args, config_path, overrides, **kwargs):
+        model_flags = {name: kwargs.pop(name, None) for name in MODEL_FLAGS}
+        extra = [f"model.{key}={value}" for key, value in model_flags.items() if value is not None]
+        config = load_config(config_path, [*overrides, *extra])
+        return func(*args, config=config, **kwargs)
+
+    return wrapper
+
+
+MODEL_FLAGS = ("arch", "weights", "num_classes", "input_size", "mean", "std")
+
+
+def model_options(func):
+    """Model-spec shorthands; use together with (and above) ``config_options``."""
+    func = click.option("--std", help="Per-channel std as 'r,g,b' (model.std).", callback=_triple)(
+        func
+    )
+    func = click.option(
+        "--mean", help="Per-channel mean as 'r,g,b' (model.mean).", callback=_triple
+    )(func)
+    func = click.option(
+        "--input-size", type=int, help="Square input size in px (model.input_size)."
+    )(func)
+    func = click.option(
+        "--num-classes", type=int, help="Number of classes; replaces the head (model.num_classes)."
+    )(func)
+    func = click.option(
+        "--weights",
+        help="Weights file (.pt/.pth/.safetensors) or torchvision weights name (model.weights).",
+    )(func)
+    func = click.option(
+        "--arch", help="torchvision model name or package.module:callable (model.arch)."
+    )(func)
+    return func
+
+
+def _triple(ctx, param, value):
+    if value is None:
+        return None
+    return "[" + value + "]"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+@click.version_option(package_name="atlas")
+def cli(verbose: bool) -> None:
+    """Activation atlases, class atlases and attribution reports for PyTorch image models."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="atlas: %(message)s"
+    )
+
+
+@cli.command("make-data")
+@config_options
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write the data set into.",
+)
+@click.option(
+    "--workers", type=int, default=None, help="Processes to draw with (default: all cores)."
+)
+def make_data(config: Config, out: str, workers: int | None) -> None:
+    """Generate the demo world (ImageFolder splits train, test, test-swapped)."""
+    from atlas.demo.world import make_world
+
+    options = config.data
+    samples = make_world(
+        out,
+        seed=options.seed,
+        image_size=options.image_size,
+        train_per_class=options.train_per_class,
+        test_per_class=options.test_per_class,
+        swapped_per_class=options.swapped_per_class,
+        workers=workers,
+    )
+    config.record(out)
+    click.echo(f"wrote {len(samples)} images to {out}")
+
+
+@cli.command("train")
+@model_options
+@config_options
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder with a train/ split and optional evaluation splits beside it.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for model.pt and the recorded config.",
+)
+@click.option(
+    "--metrics", type=click.Path(dir_okay=False), help="Metrics JSON (default: OUT/metrics.json)."
+)
+def train(config: Config, data_dir: str, out: str, metrics: str | None) -> None:
+    """Train (or fine-tune) a classifier; write the checkpoint and accuracy metrics."""
+    import torch
+
+    from atlas.data import image_folder, load_images
+    from atlas.models import load_model, read_class_names
+    from atlas.train import LabelledImages, evaluate, resolve_device, train_classifier
+    from atlas.weights import save_checkpoint
+
+    root = Path(data_dir)
+    records, class_names = image_folder(root / "train", read_class_names(config.model.class_names))
+    spec = config.model
+    if spec.num_classes is None and spec.weights is None:
+        spec = spec.model_copy(update={"num_classes": len(class_names)})
+    if spec.class_names is None:
+        spec = spec.model_copy(update={"class_names": class_names})
+    loaded = load_model(spec, device=resolve_device(config.train.device), seed=config.train.seed)
+    geometry = loaded.preprocessing.geometry()
+
+    def split(name: str, recs) -> LabelledImages:
+        labels = torch.tensor([r.label for r in recs], dtype=torch.long)
+        images = load_images(
+            recs, geometry, max_bytes=config.train.max_memory_gb * 2**30, desc=f"decode {name}"
+        )
+        return LabelledImages(images, labels)
+
+    train_set = split("train", records)
+    result = train_classifier(loaded, train_set, config.train)
+    scores = {"train": evaluate(loaded, train_set)}
+    for folder in sorted(
+        p for p in root.iterdir() if p.is_dir() and p.name != "train" and not p.name.startswith(".")
+    ):
+        recs, _ = image_folder(folder, loaded.class_names)
+        scores[folder.name] = evaluate(loaded, split(folder.name, recs))
+    scores["epochs"] = len(result.history)
+    scores["train_seconds"] = round(result.seconds, 1)
+    scores["final_loss"] = round(result.history[-1]["loss"], 4)
+
+    out_dir = Path(out)
+    save_checkpoint(
+        loaded, out_dir / "model.pt", extra={"config_hash": config.section_hash("model", "train")}
+    )
+    config.record(out_dir)
+    metrics_path = Path(metrics) if metrics else out_dir / "metrics.json"
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps(scores, indent=2) + "\n")
+    summary = ", ".join(
+        f"{name} {s['accuracy']:.3f}" for name, s in scores.items() if isinstance(s, dict)
+    )
+    click.echo(f"accuracy: {summary}; wrote {out_dir / 'model.pt'} and {metrics_path}")
+
+
+@cli.command("layers")
+@model_options
+@config_options
+@click.option(
+    "--depth",
+    type=int,
+    default=None,
+    help="Show layers down to this nesting depth (0 = top level).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def layers(config: Config, depth: int | None, as_json: bool) -> None:
+    """Print each layer's name, type, output shape, parameter count and trainability."""
+    from atlas.layers import format_summary, summarize
+    from atlas.models import load_model
+
+    loaded = load_model(config.model)
+    summary = summarize(loaded.module, loaded.preprocessing.input_size)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        click.echo(f"{loaded.spec.arch} ({loaded.num_classes} classes)")
+        click.echo(format_summary(summary, max_depth=depth))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``atlas`` console script."""
+    try:
+        result = cli.main(args=argv, prog_name="atlas", standalone_mode=False)
+    except AtlasError as err:
+        click.echo(f"atlas: error: {err}", err=True)
+        return 2
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("atlas: interrupted", err=True)
+        return 130
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Run configuration: YAML files validated once into typed sections.
+
+A config file has one section per pipeline stage plus the model spec. It is checked
+when loaded (unknown keys and wrong types are errors naming the key); past that point
+code receives these frozen objects, never a raw dict. Defaults live here, beside the
+field that declares them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from atlas.errors import ConfigError, choices_hint
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+CONFIG_RECORD = "atlas-config.yaml"  # the resolved config written beside each output
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Section):
+    """Which network to load and how its inputs are prepared.
+
+    ``arch`` is a torchvision classification model name (``resnet18``, ``googlenet``)
+    or ``package.module:callable``; it may be left out when ``weights`` is a checkpoint
+    written by ``atlas train``, which records it. ``weights`` is a local file
+    (``.pt``/``.pth``/``.safetensors``), a torchvision weights name (``DEFAULT``,
+    ``IMAGENET1K_V1``; downloaded, so only where there is internet) or null for random
+    initialization. Preprocessing fields left null come from the weights (torchvision
+    enum or atlas checkpoint) or fall back to ImageNet's 224 px statistics.
+    """
+
+    arch: str | None = None
+    weights: str | None = None
+    num_classes: PositiveInt | None = None
+    input_size: PositiveInt | None = None
+    resize_size: PositiveInt | None = Field(
+        default=None, description="shorter side before the center crop; default: input_size"
+    )
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    class_names: list[str] | str | None = Field(
+        default=None, description="a list, or a text file with one name per line"
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword arguments for the model builder"
+    )
+
+    @field_validator("std")
+    @classmethod
+    def _std_positive(cls, value):
+        if value is not None and min(value) <= 0:
+            raise ValueError("std values must be positive")
+        return value
+
+
+class DataConfig(Section):
+    """The generated demo world (``atlas make-data``)."""
+
+    seed: int = 0
+    image_size: PositiveInt = 64
+    train_per_class: PositiveInt = 1000
+    test_per_class: PositiveInt = 200
+    swapped_per_class: PositiveInt = 200
+
+
+class TrainConfig(Section):
+    """Training or fine-tuning a classifier (``atlas train``)."""
+
+    seed: int = 0
+    epochs: PositiveInt = 6
+    batch_size: PositiveInt = 128
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    freeze: Literal["none", "backbone"] = Field(
+        default="none", description="'backbone' trains only the classification head"
+    )
+    augment: bool = Field(default=True, description="random horizontal flips and shifts")
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    max_memory_gb: float = Field(
+        default=4.0, gt=0, description="the decoded training set must fit in this much memory"
+    )
+
+
+class Config(Section):
+    """A whole run: the model and one section per stage."""
+
+    model: ModelSpec = ModelSpec()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    def section_hash(self, *names: str) -> str:
+        """A short stable hash of the named sections (all when none are named)."""
+        dumped = self.model_dump(mode="json")
+        chosen = {name: dumped[name] for name in (names or sorted(dumped))}
+        blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def record(self, out_dir: str | Path) -> Path:
+        """Write the resolved config into ``out_dir`` so the output says what made it."""
+        path = Path(out_dir) / CONFIG_RECORD
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml())
+        return path
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, apply ``key.sub=value`` overrides, and validate it.
+
+    Raises :class:`ConfigError` with a one-line message naming the file and key.
+    """
+    raw: dict[str, Any] = {}
+    source = str(path) if path else "config"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        raw = loaded
+    for override in overrides:
+        apply_override(raw, override)
+    return validate_config(raw, source=source)
+
+
+def validate_config(raw: dict[str, Any], *, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in err.errors())) from None
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (``3``, ``[1,2]``)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} is not of the form section.key=value")
+    parts = key.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {override!r}: {where} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    where = ".".join(loc) or "config"
+    if error["type"] == "extra_forbidden":
+        valid = _fields_at(loc[:-1])
+        return f"unknown key {where} " + choices_hint(loc[-1], valid, label="valid keys")
+    if error["type"] == "missing":
+        return f"{where}: required key is missing"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{where}: {error['msg']}{shown}"
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    """The keys allowed at a location of the config, for error messages."""
+    model: Any = Config
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))

@@ -1,0 +1,218 @@
+"""Finding a model's layers, hooks that are always removed, and the layer summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from atlas.errors import LayerNotFoundError, choices_hint
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Dotted names of every submodule, in registration order."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` (dotted, as in ``named_modules``)."""
+    modules = dict(model.named_modules())
+    if name and name in modules:
+        return modules[name]
+    raise LayerNotFoundError(
+        f"unknown layer {name!r} "
+        + choices_hint(name, layer_names(model), label="layers")
+        + "; `atlas layers` lists them all"
+    )
+
+
+class Hooks:
+    """Owns hook handles; :meth:`release` or leaving the ``with`` block removes them all."""
+
+    def __init__(self) -> None:
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def forward(self, module: nn.Module, fn: Callable) -> None:
+        self._handles.append(module.register_forward_hook(fn))
+
+    def forward_pre(self, module: nn.Module, fn: Callable) -> None:
+        self._handles.append(module.register_forward_pre_hook(fn))
+
+    def backward(self, module: nn.Module, fn: Callable) -> None:
+        self._handles.append(module.register_full_backward_hook(fn))
+
+    def release(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __enter__(self) -> Hooks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@contextmanager
+def capture(
+    model: nn.Module, layers: Sequence[str], *, detach: bool = True
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the outputs of the named layers during forward passes inside the block.
+
+    Yields a dict that fills as the model runs (the latest call of each layer wins).
+    With ``detach=False`` the tensors stay in the autograd graph, for gradients.
+    """
+    modules = {name: get_layer(model, name) for name in layers}
+    outputs: dict[str, torch.Tensor] = {}
+    with Hooks() as hooks:
+        for name, module in modules.items():
+            hooks.forward(module, partial(_store_output, outputs, name, detach))
+        yield outputs
+
+
+def _store_output(outputs: dict, name: str, detach: bool, module, args, output) -> None:
+    outputs[name] = output.detach() if detach and isinstance(output, torch.Tensor) else output
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    type: str
+    depth: int
+    output_shape: tuple[int, ...] | None  # per sample, without the batch dimension
+    params: int
+    trainable: str  # "yes", "no", "partial", or "" for modules without parameters
+    calls: int
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    input_shape: tuple[int, ...]
+    rows: list[LayerRow]
+    total_params: int
+    trainable_params: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.input_shape),
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "layers": [
+                {**row.__dict__, "output_shape": list(row.output_shape or []) or None}
+                for row in self.rows
+            ],
+        }
+
+
+def summarize(
+    model: nn.Module, input_size: int, *, device: str | torch.device | None = None
+) -> ModelSummary:
+    """Every submodule's type, output shape at ``input_size``, parameter count and trainability.
+
+    Runs one forward pass on a zero image with hooks on every module (removed after).
+    """
+    device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    calls: dict[str, int] = {}
+
+    def record(name: str, module, args, output) -> None:
+        calls[name] = calls.get(name, 0) + 1
+        if name not in shapes:
+            tensor = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+            shapes[name] = tuple(tensor.shape[1:]) if tensor is not None else None
+
+    named = [(name, m) for name, m in model.named_modules() if name]
+    was_training = model.training
+    model.eval()
+    try:
+        with Hooks() as hooks, torch.no_grad():
+            for name, module in named:
+                hooks.forward(module, partial(record, name))
+            model(torch.zeros(1, 3, input_size, input_size, device=device))
+    finally:
+        model.train(was_training)
+
+    rows = []
+    for name, module in named:
+        params = list(module.parameters())
+        flags = {p.requires_grad for p in params}
+        trainable = (
+            ""
+            if not params
+            else "partial"
+            if len(flags) == 2
+            else ("yes" if True in flags else "no")
+        )
+        rows.append(
+            LayerRow(
+                name=name,
+                type=type(module).__name__,
+                depth=name.count("."),
+                output_shape=shapes.get(name),
+                params=sum(p.numel() for p in params),
+                trainable=trainable,
+                calls=calls.get(name, 0),
+            )
+        )
+    unique = {id(p): p for p in model.parameters()}.values()
+    return ModelSummary(
+        input_shape=(3, input_size, input_size),
+        rows=rows,
+        total_params=sum(p.numel() for p in unique),
+        trainable_params=sum(p.numel() for p in unique if p.requires_grad),
+    )
+
+
+def format_summary(summary: ModelSummary, *, max_depth: int | None = None) -> str:
+    """The summary as a text table, indented by depth, with totals."""
+    header = ("Layer", "Type", "Output shape", "Params", "Trainable")
+    lines = []
+    for row in summary.rows:
+        if max_depth is not None and row.depth > max_depth:
+            continue
+        shape = "x".join(map(str, row.output_shape)) if row.output_shape else "-"
+        if row.calls > 1:
+            shape += f" (x{row.calls} calls)"
+        elif row.calls == 0:
+            shape = "not called"
+        lines.append(
+            ("  " * row.depth + row.name, row.type, shape, f"{row.params:,}", row.trainable)
+        )
+    widths = [
+        max(len(h), *(len(r[i]) for r in lines)) if lines else len(h) for i, h in enumerate(header)
+    ]
+
+    def fmt(cells):
+        return "  ".join(
+            c.rjust(w) if i == 3 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "-" * len(fmt(header))
+    frozen = summary.total_params - summary.trainable_params
+    out = [f"Input: {'x'.join(map(str, summary.input_shape))}", rule, fmt(header), rule]
+    out += [fmt(r) for r in lines]
+    out += [
+        rule,
+        f"Total params: {summary.total_params:,}",
+        f"Trainable params: {summary.trainable_params:,}",
+        f"Non-trainable params: {frozen:,}",
+    ]
+    return "\n".join(out)
+
+
+def _first_tensor(output: Any) -> torch.Tensor | None:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    return None

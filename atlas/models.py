@@ -1,0 +1,391 @@
+"""Loading a classifier by spec: architecture, weights, preprocessing, class names.
+
+A model spec (:class:`atlas.config.ModelSpec`) names an architecture, its weights and
+its preprocessing. :func:`load_model` turns it into a :class:`LoadedModel`, whose
+``spec`` is fully resolved (every preprocessing field and the class names filled in),
+so whatever records it records exactly what was used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from atlas.config import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from atlas.errors import ModelSpecError, WeightsError, WeightsFileNotFoundError, choices_hint
+from atlas.weights import package_version, read_weights_file, strip_prefixes
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin", ".ckpt")
+# Builder defaults that make torchvision's Inception models load plain state_dicts.
+TORCHVISION_DEFAULTS = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
+
+
+def torchvision_archs() -> list[str]:
+    """Names of torchvision's classification models (``resnet18``, ``googlenet``, ...)."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the model's input: resize, center crop, normalize."""
+
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Map images in [0, 1] (B, 3, H, W) to the model's input scale."""
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype)
+        return (images - mean[:, None, None]) / std[:, None, None]
+
+    def denormalize(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalize`: model inputs back to images in [0, 1]."""
+        mean = torch.tensor(self.mean, device=inputs.device, dtype=inputs.dtype)
+        std = torch.tensor(self.std, device=inputs.device, dtype=inputs.dtype)
+        return inputs * std[:, None, None] + mean[:, None, None]
+
+    def geometry(self) -> Callable:
+        """A transform from a PIL image to the model's square crop (still a PIL image)."""
+        from torchvision.transforms import v2
+
+        return v2.Compose(
+            [
+                v2.Resize(self.resize_size, interpolation=v2.InterpolationMode.BILINEAR),
+                v2.CenterCrop(self.input_size),
+            ]
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode with everything needed to feed it and read its output."""
+
+    module: nn.Module
+    spec: ModelSpec
+    preprocessing: Preprocessing
+    class_names: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.module.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What a checkpoint must record so that it loads again without a spec."""
+        meta = self.spec.model_dump(mode="json", exclude={"weights"})
+        meta["version"] = package_version()
+        return meta
+
+
+def load_model(
+    spec: ModelSpec, *, device: str | torch.device = "cpu", seed: int = 0
+) -> LoadedModel:
+    """Build the architecture, load the weights, and resolve preprocessing and class names.
+
+    Random initialization (no weights, or a replaced head) is seeded, so the same spec and
+    seed give the same network. Raises :class:`ModelSpecError`, :class:`WeightsError` or
+    :class:`WeightsFileNotFoundError` with a one-line reason.
+    """
+    notes: list[str] = []
+    state_dict, meta = None, {}
+    enum = None
+    if spec.weights and _looks_like_file(spec.weights):
+        state_dict, meta = read_weights_file(spec.weights)
+    arch = spec.arch or meta.get("arch")
+    if not arch:
+        raise ModelSpecError("model.arch is required (the weights do not record an architecture)")
+    kwargs = {**TORCHVISION_DEFAULTS.get(arch, {}), **meta.get("kwargs", {}), **spec.kwargs}
+    if spec.weights and state_dict is None:
+        enum = resolve_weights_enum(arch, spec.weights)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if enum is not None:
+            module = _download_pretrained(arch, enum, kwargs)
+            file_classes = len(enum.meta["categories"])
+            num_classes = spec.num_classes or file_classes
+            if num_classes != file_classes:
+                notes.append(replace_head(module, num_classes, old_classes=file_classes))
+        else:
+            num_classes = spec.num_classes or meta.get("num_classes")
+            module = build_architecture(arch, num_classes, kwargs)
+            if state_dict is not None:
+                module = _load_state_dict(module, state_dict, spec, arch, kwargs, notes)
+            num_classes = _head_size(module)
+
+    preprocessing = _resolve_preprocessing(spec, meta, enum)
+    class_names = _resolve_class_names(spec, meta, enum, num_classes)
+    resolved = spec.model_copy(
+        update={
+            "arch": arch,
+            "num_classes": num_classes,
+            "input_size": preprocessing.input_size,
+            "resize_size": preprocessing.resize_size,
+            "mean": preprocessing.mean,
+            "std": preprocessing.std,
+            "class_names": class_names,
+            "kwargs": {k: v for k, v in kwargs.items() if _jsonable(v)},
+        }
+    )
+    module.eval().to(device)
+    for note in notes:
+        log.warning(note)
+    return LoadedModel(module, resolved, preprocessing, class_names, notes)
+
+
+def build_architecture(arch: str, num_classes: int | None, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Construct an untrained network from a torchvision name or ``package.module:callable``."""
+    extra = dict(kwargs)
+    if num_classes is not None:
+        extra["num_classes"] = num_classes
+    if ":" in arch:
+        builder = _import_callable(arch)
+        accepted = _accepted_kwargs(builder)
+        if accepted is not None:
+            unknown = sorted(set(extra) - accepted)
+            if unknown == ["num_classes"]:
+                raise ModelSpecError(
+                    f"{arch} takes no num_classes argument; leave num_classes unset"
+                )
+            if unknown:
+                raise ModelSpecError(
+                    f"{arch} does not accept {', '.join(unknown)} "
+                    f"(it takes: {', '.join(sorted(accepted)) or 'no arguments'})"
+                )
+        module = builder(**extra)
+        if not isinstance(module, nn.Module):
+            raise ModelSpecError(f"{arch} returned {type(module).__name__}, not a torch.nn.Module")
+        return module
+    archs = torchvision_archs()
+    if arch not in archs:
+        raise ModelSpecError(
+            f"unknown arch {arch!r} "
+            + choices_hint(arch, archs, label="torchvision models")
+            + "; or give package.module:callable"
+        )
+    try:
+        return torchvision.models.get_model(arch, weights=None, **extra)
+    except TypeError as err:
+        raise ModelSpecError(f"model.kwargs do not fit {arch}: {err}") from None
+
+
+def resolve_weights_enum(arch: str, name: str):
+    """The torchvision weights enum member named ``name`` (``DEFAULT``, ``IMAGENET1K_V1``,
+    or the full ``ResNet18_Weights.IMAGENET1K_V1``) for a torchvision ``arch``."""
+    if ":" in arch or arch not in torchvision_archs():
+        raise WeightsFileNotFoundError(f"weights file not found: {name}")
+    enum_cls = torchvision.models.get_model_weights(arch)
+    member = name.split(".", 1)[1] if name.startswith(enum_cls.__name__ + ".") else name
+    valid = ["DEFAULT", *enum_cls.__members__]
+    if member not in valid:
+        raise WeightsError(
+            f"weights {name!r} is neither a file nor a weights name of {arch} "
+            + choices_hint(member, valid, label="weights names")
+        )
+    return enum_cls[member] if member != "DEFAULT" else enum_cls.DEFAULT
+
+
+def find_head(module: nn.Module) -> tuple[str, nn.Module]:
+    """The classification head: the last ``Linear`` (or, failing that, ``Conv2d``) module."""
+    for kind in (nn.Linear, nn.Conv2d):
+        found = [(name, m) for name, m in module.named_modules() if isinstance(m, kind)]
+        if found:
+            return found[-1]
+    raise ModelSpecError(
+        f"{type(module).__name__} has no Linear or Conv2d layer to use as its head"
+    )
+
+
+def replace_head(module: nn.Module, num_classes: int, *, old_classes: int | None = None) -> str:
+    """Swap the head for a freshly initialized one with ``num_classes`` outputs."""
+    name, head = find_head(module)
+    if isinstance(head, nn.Linear):
+        new = nn.Linear(head.in_features, num_classes, bias=head.bias is not None)
+    else:
+        new = nn.Conv2d(head.in_channels, num_classes, head.kernel_size, head.stride, head.padding)
+    module.set_submodule(name, new)
+    was = f" (weights have {old_classes})" if old_classes else ""
+    return f"head {name!r} re-initialized for {num_classes} classes{was}"
+
+
+def _looks_like_file(weights: str) -> bool:
+    return weights.endswith(WEIGHTS_SUFFIXES) or "/" in weights or Path(weights).exists()
+
+
+def _import_callable(arch: str) -> Callable:
+    module_name, _, attr = arch.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ModelSpecError(f"cannot import {module_name!r} for arch {arch!r}: {err}") from None
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        raise ModelSpecError(f"{module_name} has no callable {attr!r} " + choices_hint(attr, names))
+    return builder
+
+
+def _accepted_kwargs(builder: Callable) -> set[str] | None:
+    """Keyword names the builder takes, or None if it takes ``**kwargs``."""
+    try:
+        params = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _download_pretrained(arch: str, enum, kwargs: Mapping[str, Any]) -> nn.Module:
+    # The enum sets aux_logits/init_weights itself; our plain-state_dict defaults do not apply.
+    extra = {k: v for k, v in kwargs.items() if k not in TORCHVISION_DEFAULTS.get(arch, {})}
+    try:
+        return torchvision.models.get_model(arch, weights=enum, **extra)
+    except OSError as err:  # URLError is an OSError
+        raise WeightsError(
+            f"cannot download {enum} ({err}); without internet, give a local weights file"
+        ) from None
+
+
+def _load_state_dict(module, state, spec, arch, kwargs, notes) -> nn.Module:
+    """Load ``state`` into ``module`` and return the loaded network.
+
+    When only the head differs in size: with ``num_classes`` asked for, the head is
+    re-initialized at that size; without, the network is rebuilt at the file's size.
+    """
+    own = module.state_dict()
+    state = strip_prefixes(state, set(own))
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    head_name, _ = find_head(module)
+    head_keys = {f"{head_name}.weight", f"{head_name}.bias"}
+    if not missing and not unexpected and mismatched and set(mismatched) <= head_keys:
+        file_classes = state[f"{head_name}.weight"].shape[0]
+        if spec.num_classes is None:
+            rebuilt = build_architecture(arch, file_classes, kwargs)
+            rebuilt.load_state_dict(state)
+            return rebuilt
+        kept = {k: v for k, v in state.items() if k not in head_keys}
+        module.load_state_dict(kept, strict=False)
+        notes.append(replace_head(module, spec.num_classes, old_classes=file_classes))
+        return module
+    if missing or unexpected or mismatched:
+        raise WeightsError(
+            f"weights {spec.weights} do not fit {arch}: "
+            + "; ".join(
+                part
+                for part in (
+                    _list("missing keys", missing),
+                    _list("unexpected keys", unexpected),
+                    _list(
+                        "shape mismatch",
+                        [f"{k} {_shape(state[k])} in file vs {_shape(own[k])}" for k in mismatched],
+                    ),
+                )
+                if part
+            )
+        )
+    module.load_state_dict(state)
+    return module
+
+
+def _list(label: str, items: list[str], limit: int = 4) -> str:
+    if not items:
+        return ""
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return f"{label}: {', '.join(items[:limit])}{more}"
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(map(str, tensor.shape)) or "scalar"
+
+
+def _head_size(module: nn.Module) -> int:
+    _, head = find_head(module)
+    return head.out_features if isinstance(head, nn.Linear) else head.out_channels
+
+
+def _resolve_preprocessing(spec: ModelSpec, meta: Mapping[str, Any], enum) -> Preprocessing:
+    preset = enum.transforms() if enum is not None else None
+    size = (
+        spec.input_size
+        or meta.get("input_size")
+        or _first(getattr(preset, "crop_size", None))
+        or 224
+    )
+    resize = spec.resize_size or (
+        meta.get("resize_size") or _first(getattr(preset, "resize_size", None))
+        if size == (meta.get("input_size") or _first(getattr(preset, "crop_size", None)))
+        else None
+    )
+    mean = spec.mean or meta.get("mean") or getattr(preset, "mean", None) or IMAGENET_MEAN
+    std = spec.std or meta.get("std") or getattr(preset, "std", None) or IMAGENET_STD
+    return Preprocessing(
+        input_size=int(size),
+        resize_size=int(resize or size),
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+    )
+
+
+def _first(value):
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def read_class_names(value: list[str] | str | None) -> list[str] | None:
+    """Class names given as a list, or as a text file with one name per line."""
+    if not isinstance(value, str):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise ModelSpecError(f"class_names file not found: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _resolve_class_names(
+    spec: ModelSpec, meta: Mapping[str, Any], enum, num_classes: int
+) -> list[str]:
+    names = read_class_names(spec.class_names)
+    if names is None:
+        names = meta.get("class_names")
+    if names is None and enum is not None:
+        categories = list(enum.meta.get("categories") or [])
+        names = categories if len(categories) == num_classes else None
+    if names is None:
+        return [f"class_{i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ModelSpecError(
+            f"{len(names)} class names given for a model with {num_classes} classes"
+        )
+    return list(names)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
