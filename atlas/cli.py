@@ -114,7 +114,7 @@ def make_data(config: Config, out: str, workers: int | None) -> None:
         swapped_per_class=options.swapped_per_class,
         workers=workers,
     )
-    config.record(out)
+    config.record(out, "data")
     click.echo(f"wrote {len(samples)} images to {out}")
 
 
@@ -179,7 +179,7 @@ def train(config: Config, data_dir: str, out: str, metrics: str | None) -> None:
     save_checkpoint(
         loaded, out_dir / "model.pt", extra={"config_hash": config.section_hash("model", "train")}
     )
-    config.record(out_dir)
+    config.record(out_dir, "model", "train")
     metrics_path = Path(metrics) if metrics else out_dir / "metrics.json"
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps(scores, indent=2) + "\n")

@@ -108,15 +108,31 @@ class Config(Section):
         blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+    def to_yaml(self, *names: str) -> str:
+        """The resolved config (only the named sections, if any) as YAML."""
+        dumped = self.model_dump(mode="json")
+        chosen = {name: dumped[name] for name in names} if names else dumped
+        return yaml.safe_dump(chosen, sort_keys=False)
 
-    def record(self, out_dir: str | Path) -> Path:
-        """Write the resolved config into ``out_dir`` so the output says what made it."""
+    def record(self, out_dir: str | Path, *names: str) -> Path:
+        """Write the resolved sections a stage read into ``out_dir``, with their hash, so
+        the output says what made it."""
         path = Path(out_dir) / CONFIG_RECORD
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_yaml())
+        header = (
+            f"# written by atlas {package_version()}; config hash {self.section_hash(*names)}\n"
+        )
+        path.write_text(header + self.to_yaml(*names))
         return path
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("atlas")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -21,9 +21,9 @@ import torch
 import torchvision
 from torch import nn
 
-from atlas.config import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from atlas.config import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, package_version
 from atlas.errors import ModelSpecError, WeightsError, WeightsFileNotFoundError, choices_hint
-from atlas.weights import package_version, read_weights_file, strip_prefixes
+from atlas.weights import read_weights_file, strip_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def resolve_weights_enum(arch: str, name: str):
         raise WeightsFileNotFoundError(f"weights file not found: {name}")
     enum_cls = torchvision.models.get_model_weights(arch)
     member = name.split(".", 1)[1] if name.startswith(enum_cls.__name__ + ".") else name
-    valid = ["DEFAULT", *enum_cls.__members__]
+    valid = ["DEFAULT", *(m for m in enum_cls.__members__ if m != "DEFAULT")]
     if member not in valid:
         raise WeightsError(
             f"weights {name!r} is neither a file nor a weights name of {arch} "

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from atlas.progress import progress
 from atlas.config import TrainConfig
 from atlas.models import LoadedModel, find_head
+from atlas.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,9 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         return _read_safetensors(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # not a pickle of objects: corrupt or foreign
+            raise WeightsError(f"cannot read weights file {path}: not a torch checkpoint") from None
         raise WeightsError(
             f"{path} holds pickled Python objects, not a plain state_dict; "
             "save model.state_dict() instead of the model object"
@@ -129,12 +131,3 @@ def strip_prefixes(state: dict[str, torch.Tensor], wanted: set[str]) -> dict[str
                     break
         else:
             return state
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("atlas")
-    except PackageNotFoundError:
-        return "unknown"

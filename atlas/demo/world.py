@@ -93,9 +93,14 @@ def render_sample(
     species: Species, habitat: str, size: int, rng: np.random.Generator
 ) -> tuple[Image.Image, np.ndarray]:
     """Draw one image: ``species`` on ``habitat``. Returns the RGB image and the object mask
-    (``size`` x ``size`` float in [0, 1], 1 on the object)."""
+    (``size`` x ``size`` float in [0, 1], 1 on the object).
+
+    The object and the habitat draw from separate streams spawned from ``rng``: the same
+    seed gives the same object whatever the habitat, so the look-alikes differ by habitat only.
+    """
     big = size * SUPERSAMPLE
-    background = HABITAT_TEXTURES[habitat](size, rng)
+    rng, habitat_rng = rng.spawn(2)
+    background = HABITAT_TEXTURES[habitat](size, habitat_rng)
     mask_img = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(mask_img)
     scale = rng.uniform(0.5, 0.72) * big
