@@ -100,7 +100,9 @@ def train_classifier(
             seen += len(index)
             loss_sum += loss.item() * len(index)
             correct += (logits.argmax(1) == labels).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.set_postfix(
+                loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False
+            )
         result.history.append({"epoch": epoch, "loss": loss_sum / seen, "accuracy": correct / seen})
         log.info("epoch %d: loss %.4f, accuracy %.4f", epoch, loss_sum / seen, correct / seen)
     model.eval()
