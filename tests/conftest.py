@@ -15,3 +15,32 @@ def tiny_world(tmp_path_factory):
         root, seed=3, image_size=32, train_per_class=12, test_per_class=5, swapped_per_class=4
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo's world and model at their real configuration (the training split and
+    epochs of configs/demo.yaml; smaller evaluation splits). Takes a few minutes."""
+    from pathlib import Path
+
+    from atlas.cli import main
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+    root = tmp_path_factory.mktemp("demo")
+    small = ["-s", "data.test_per_class=60", "-s", "data.swapped_per_class=60"]
+    assert main(["make-data", "--config", config, *small, "--out", str(root / "data")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                config,
+                "--data",
+                str(root / "data"),
+                "--out",
+                str(root / "model"),
+            ]
+        )
+        == 0
+    )
+    return root
