@@ -16,4 +16,3 @@ def test_demo_model_is_accurate_and_learns_the_shortcut(demo_run):
         normal = metrics["test"]["per_class"][cat]
         swapped = metrics["test-swapped"]["per_class"][cat]
         assert normal >= 0.9 and swapped <= 0.2, (cat, normal, swapped)
-
