@@ -198,14 +198,18 @@ def train(config: Config, data_dir: str, out: str, metrics: str | None) -> None:
     default=None,
     help="Show layers down to this nesting depth (0 = top level).",
 )
+@click.option("--layer", help="Show only this layer and the layers inside it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def layers(config: Config, depth: int | None, as_json: bool) -> None:
+def layers(config: Config, depth: int | None, layer: str | None, as_json: bool) -> None:
     """Print each layer's name, type, output shape, parameter count and trainability."""
-    from atlas.layers import format_summary, summarize
+    from atlas.layers import format_summary, get_layer, summarize
     from atlas.models import load_model
 
     loaded = load_model(config.model)
     summary = summarize(loaded.module, loaded.preprocessing.input_size)
+    if layer is not None:
+        get_layer(loaded.module, layer)  # a clear error for an unknown name
+        summary = summary.within(layer)
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -95,6 +95,11 @@ class ModelSummary:
     rows: list[LayerRow]
     total_params: int
     trainable_params: int
+
+    def within(self, layer: str) -> ModelSummary:
+        """The rows of ``layer`` and its descendants (totals still cover the whole model)."""
+        rows = [r for r in self.rows if r.name == layer or r.name.startswith(layer + ".")]
+        return replace(self, rows=rows)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -80,6 +80,13 @@ def test_layers_prints_the_summary(capsys):
     assert "Total params: 11,689,512" in out
 
 
+def test_layers_of_one_layer_and_an_unknown_layer(capsys):
+    code, out, _ = run(capsys, "layers", "--arch", "resnet18", "--layer", "layer4.1")
+    assert code == 0 and "layer4.1.conv2" in out and "layer4.0" not in out and "layer3" not in out
+    code, _, err = run(capsys, "layers", "--arch", "resnet18", "--layer", "layer4.1.conv3")
+    assert_one_line_error(code, err, "unknown layer 'layer4.1.conv3'", "layer4.1.conv1")
+
+
 def test_layers_json_follows_the_config_model(capsys):
     code, out, _ = run(capsys, "layers", "--config", DEMO_CONFIG, "--json")
     assert code == 0
