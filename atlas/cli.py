@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from atlas.config import Config, load_config
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, ConfigError
 
 log = logging.getLogger("atlas")
 
@@ -189,6 +189,32 @@ def train(config: Config, data_dir: str, out: str, metrics: str | None) -> None:
     click.echo(f"accuracy: {summary}; wrote {out_dir / 'model.pt'} and {metrics_path}")
 
 
+@cli.command("extract")
+@model_options
+@config_options
+@click.option("--images", required=True, help="Image folder, list file (.csv/.txt) or fsspec URL.")
+@click.option("--out", required=True, help="The run's Zarr store (local path or fsspec URL).")
+@click.option(
+    "--scheduler",
+    help="Address of a running Dask scheduler (tcp://host:8786); 'inline' runs in this "
+    "process without Dask; default: a local cluster with extract.workers workers.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace a store made with another config.")
+def extract(config: Config, images: str, out: str, scheduler: str | None, overwrite: bool) -> None:
+    """Extract layer activations, class attributions and predictions into a Zarr store."""
+    from atlas.extract import extract as run_extract
+
+    options = _section(config, "extract", "-s extract.layer=NAME")
+    summary = run_extract(
+        images, out, config.model, options, scheduler=scheduler, overwrite=overwrite
+    )
+    skipped = f"; {summary.skipped} skipped (see skipped.csv beside it)" if summary.skipped else ""
+    click.echo(
+        f"{summary.images} images in {summary.store} ({summary.tasks_run} tasks run, "
+        f"{summary.seconds:.1f} s){skipped}"
+    )
+
+
 @cli.command("layers")
 @model_options
 @config_options
@@ -215,6 +241,13 @@ def layers(config: Config, depth: int | None, layer: str | None, as_json: bool) 
     else:
         click.echo(f"{loaded.spec.arch} ({loaded.num_classes} classes)")
         click.echo(format_summary(summary, max_depth=depth))
+
+
+def _section(config: Config, name: str, hint: str):
+    section = getattr(config, name)
+    if section is None:
+        raise ConfigError(f"the config has no {name} section (add one, or give {hint})")
+    return section
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
@@ -94,12 +94,82 @@ class TrainConfig(Section):
     )
 
 
+class ExtractConfig(Section):
+    """Activations of one or more layers into the run's Zarr store (``atlas extract``).
+
+    Keys marked "operational" change how fast the work runs, not its result, so they are
+    left out of the store's config hash: a resumed run may change them.
+    """
+
+    layer: str | list[str] = Field(description="layer name, or a list of them")
+    sampling: Literal["random", "center", "all", "mean"] = Field(
+        default="random",
+        description="which spatial positions become samples: one random position per image "
+        "(away from the border; the Distill default), the center, every position "
+        "(up to max_positions), or the spatial mean",
+    )
+    border: int = Field(
+        default=1, ge=0, description="'random' keeps this many positions from the edge"
+    )
+    max_positions: PositiveInt = Field(default=64, description="cap of samples per image for 'all'")
+    seed: int = 0
+    attribution: Literal["auto", "all", "topk", "off"] = Field(
+        default="auto",
+        description="class attribution per sample: every class, the top-k predicted classes, "
+        "or none; 'auto' is 'all' up to 32 classes, else 'topk'",
+    )
+    attribution_k: PositiveInt = 5
+    topk: PositiveInt = Field(default=5, description="predictions recorded per sample")
+    limit: PositiveInt | None = Field(default=None, description="use only the first N images")
+    max_pixels: PositiveInt = Field(
+        default=89_478_485, description="larger images are skipped as bombs"
+    )
+    chunk_size: PositiveInt = Field(default=1024, description="images per task and per Zarr chunk")
+    batch_size: PositiveInt = Field(default=128, description="operational: images per forward pass")
+    workers: PositiveInt | None = Field(
+        default=None, description="operational: Dask workers (default: cores)"
+    )
+    threads_per_worker: PositiveInt = Field(
+        default=1, description="operational: torch threads per worker"
+    )
+    decode_threads: PositiveInt = Field(
+        default=2, description="operational: decoding threads per worker"
+    )
+    device: str = Field(default="auto", description="operational: 'auto', 'cpu', 'cuda'")
+
+    OPERATIONAL: ClassVar[tuple[str, ...]] = (
+        "batch_size",
+        "workers",
+        "threads_per_worker",
+        "decode_threads",
+        "device",
+    )
+
+    @property
+    def layers(self) -> list[str]:
+        return [self.layer] if isinstance(self.layer, str) else list(self.layer)
+
+    @field_validator("attribution", mode="before")
+    @classmethod
+    def _yaml_off(cls, value):
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @field_validator("layer")
+    @classmethod
+    def _layer_given(cls, value):
+        names = [value] if isinstance(value, str) else value
+        if not names or any(not n for n in names) or len(set(names)) != len(names):
+            raise ValueError("give one layer name or a list of distinct names")
+        return value
+
+
 class Config(Section):
     """A whole run: the model and one section per stage."""
 
     model: ModelSpec = ModelSpec()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    extract: ExtractConfig | None = None
 
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections (all when none are named)."""
@@ -210,5 +280,7 @@ def _fields_at(loc: list[str]) -> list[str]:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []
-        model = field.annotation
+        # Optional sections are annotated "Section | None": take the section type.
+        options = [field.annotation, *get_args(field.annotation)]
+        model = next((t for t in options if hasattr(t, "model_fields")), None)
     return list(getattr(model, "model_fields", {}))

@@ -1,25 +1,38 @@
 """Image sources and decoding.
 
-Images are decoded by content with Pillow and converted to RGB the way a person looking
-at them would expect: EXIF orientation applied, transparency composited on white,
-palette, CMYK, grayscale and 16-bit images mapped to 8-bit RGB.
+A source is an ImageFolder tree (``root/<class>/<image>``, labels from folder names), a
+flat folder, or a list file (``.csv`` with a ``path`` column and optional ``label``, or
+``.txt`` with one path per line), on the local disk or at any fsspec URL (``s3://``,
+``file://``, ``memory://``, ...).
+
+Images are decoded by content with Pillow, whatever their extension, and converted to RGB
+the way a person looking at them would expect: EXIF orientation applied, transparency
+composited on white, palette, CMYK, grayscale and 16-bit images mapped to 8-bit RGB.
+A file that cannot be used raises :class:`UnusableImage` with a short reason (empty,
+truncated, not an image, decompression bomb, ...), never decoding a bomb's pixels.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
+from pathlib import Path, PurePosixPath
 
+import fsspec
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from atlas.errors import DataError, choices_hint
 from atlas.progress import progress
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -33,51 +46,157 @@ IMAGE_EXTENSIONS = (
     ".ppm",
     ".pgm",
 )
+LIST_SUFFIXES = (".csv", ".txt", ".lst")
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    path: str
+    path: str  # a local path or an fsspec URL
     label: int | None = None  # index into the model's class names, if known
+
+
+@dataclass(frozen=True)
+class ImageList:
+    records: list[ImageRecord]
+    class_names: list[str] | None  # the classes labels refer to, if any
+    kind: str  # "folder", "flat" or "list"
+
+
+class UnusableImage(Exception):
+    """An image file that cannot be used; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def list_images(
+    source: str | Path,
+    class_names: Sequence[str] | None = None,
+    *,
+    strict_labels: bool = False,
+    images_only: bool = False,
+) -> ImageList:
+    """List the images of ``source`` in a stable order (by path).
+
+    Every non-hidden file is listed, whatever its extension (decoding goes by content;
+    what cannot be decoded is reported, not hidden), as are broken links and directories
+    named like images. ``images_only`` keeps image extensions only.
+
+    Labels: folder names (or list labels) that are among ``class_names`` map to their
+    index. Otherwise, with ``strict_labels`` that is an error; without, an ImageFolder
+    with exactly as many folders as classes maps by sorted order (the ImageNet
+    convention), and anything else is unlabelled.
+    """
+    fs, root = fsspec.core.url_to_fs(str(source))
+    if fs.isfile(root) and PurePosixPath(root).suffix.lower() in LIST_SUFFIXES:
+        return _list_file(fs, root, source, class_names, strict_labels)
+    if not fs.isdir(root):
+        raise DataError(f"image source not found: {source}")
+    entries = fs.find(root, withdirs=True, detail=True)
+    candidates = []
+    for path, info in sorted(entries.items()):
+        rel = PurePosixPath(path).relative_to(PurePosixPath(root))
+        if not rel.parts or any(part.startswith(".") for part in rel.parts):
+            continue
+        named_like_image = rel.suffix.lower() in IMAGE_EXTENSIONS
+        if info["type"] == "directory" and not named_like_image:
+            continue
+        if images_only and not named_like_image:
+            continue
+        candidates.append((rel, _url(fs, path, source)))
+    nested = [(rel, url) for rel, url in candidates if len(rel.parts) > 1]
+    if (
+        nested
+    ):  # ImageFolder: the first folder level names the class; root-level files are not images of it
+        folders = sorted({rel.parts[0] for rel, _ in nested})
+        mapping, names = _label_mapping(folders, class_names, strict_labels, str(source))
+        records = [ImageRecord(url, mapping.get(rel.parts[0])) for rel, url in nested]
+        kind = "folder"
+    else:
+        records = [ImageRecord(url, None) for _, url in candidates]
+        names, kind = (list(class_names) if class_names else None), "flat"
+    if not records:
+        raise DataError(f"{source} contains no images")
+    return ImageList(records, names, kind)
 
 
 def image_folder(
     root: str | Path, class_names: Sequence[str] | None = None
 ) -> tuple[list[ImageRecord], list[str]]:
-    """List an ImageFolder tree: ``root/<class>/<image>``, sorted by class then file name.
+    """A labelled ImageFolder tree for training: image extensions only, every folder a class.
 
-    With ``class_names`` (the model's), folder names must be among them and labels are
-    their indices there; otherwise the sorted folder names define the classes.
-    Returns the records and the class names used.
+    With ``class_names`` folder names must be among them; otherwise the sorted folder
+    names define the classes. Returns the records and the class names used.
     """
-    root = Path(root)
-    if not root.is_dir():
+    fs, path = fsspec.core.url_to_fs(str(root))
+    if not fs.isdir(path):
         raise DataError(f"image folder not found: {root}")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
+    listed = list_images(root, class_names, strict_labels=True, images_only=True)
+    if listed.kind != "folder":
         raise DataError(f"{root} has no class subfolders (expected {root}/<class>/<image>)")
-    names = list(class_names) if class_names is not None else folders
-    records = []
-    for folder in folders:
-        if folder not in names:
-            raise DataError(
-                f"{root}/{folder}: folder is not a class of the model "
-                + choices_hint(folder, names, label="classes")
-            )
-        label = names.index(folder)
-        for path in sorted((root / folder).rglob("*")):
-            if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
-                records.append(ImageRecord(str(path), label))
-    if not records:
-        raise DataError(f"{root} contains no images with extensions {', '.join(IMAGE_EXTENSIONS)}")
-    return records, names
+    return listed.records, listed.class_names
 
 
-def open_rgb(source: str | Path | IO[bytes]) -> Image.Image:
-    """Decode an image by content and return it as 8-bit RGB (see module docstring)."""
-    with Image.open(source) as image:
-        image.load()
-        return to_rgb(ImageOps.exif_transpose(image))
+def read_image(
+    path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """Read and decode one image as RGB; raises :class:`UnusableImage` with the reason.
+
+    ``draft_size`` lets JPEG decoding downscale on the fly (never below that size).
+    """
+    fs, local = fsspec.core.url_to_fs(path)
+    try:
+        with fs.open(local, "rb") as handle:
+            data = handle.read()
+    except IsADirectoryError:
+        raise UnusableImage("is a directory") from None
+    except PermissionError:
+        raise UnusableImage("unreadable: permission denied") from None
+    except FileNotFoundError:
+        reason = "broken link" if os.path.islink(local) else "file not found"
+        raise UnusableImage(reason) from None
+    except OSError as err:
+        raise UnusableImage(f"unreadable: {err.strerror or err}") from None
+    if not data:
+        raise UnusableImage("empty file")
+    return decode_image(data, max_pixels=max_pixels, draft_size=draft_size)
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """Decode image bytes by content to RGB; a bomb's size is checked before any pixel."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise UnusableImage(
+                    f"decompression bomb: {width}x{height} px is over {max_pixels:,}"
+                )
+            if draft_size and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+            image.load()
+    except UnusableImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise UnusableImage(f"decompression bomb: {err}") from None
+    except UnidentifiedImageError:
+        raise UnusableImage("not an image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise UnusableImage(f"truncated or corrupt: {err}") from None
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """Decode an image file as RGB; raises :class:`DataError` if it cannot be used."""
+    try:
+        return read_image(str(path))
+    except UnusableImage as err:
+        raise DataError(f"cannot decode {path}: {err.reason}") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -103,7 +222,7 @@ def load_images(
 ) -> torch.Tensor:
     """Decode all images into one uint8 tensor (N, 3, H, W), after ``geometry`` (resize, crop).
 
-    Refuses (``DataError``) when the result would exceed ``max_bytes``.
+    Raises ``DataError`` for an unusable image, or when the result would exceed ``max_bytes``.
     """
     if not records:
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
@@ -119,19 +238,94 @@ def load_images(
     )
 
     def decode(index: int) -> int:
-        try:
-            pixels = np.asarray(geometry(open_rgb(records[index].path)))
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot decode {records[index].path}: {err}") from None
+        pixels = np.asarray(geometry(open_rgb(records[index].path)))
         out[index] = torch.from_numpy(pixels.copy()).permute(2, 0, 1)
         return index
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         for _ in progress(
-            pool.map(decode, range(len(records))),
-            total=len(records),
-            desc=desc,
-            unit="img",
+            pool.map(decode, range(len(records))), total=len(records), desc=desc, unit="img"
         ):
             pass
     return out
+
+
+def _url(fs, path: str, source) -> str:
+    """How a listed path is recorded: a plain path on the local disk, a URL elsewhere."""
+    if isinstance(fs, fsspec.implementations.local.LocalFileSystem) and "://" not in str(source):
+        return path
+    return fs.unstrip_protocol(path)
+
+
+def _label_mapping(folders, class_names, strict, source) -> tuple[dict[str, int], list[str] | None]:
+    if class_names is None:
+        return {f: i for i, f in enumerate(folders)}, list(folders)
+    names = list(class_names)
+    unknown = [f for f in folders if f not in names]
+    if not unknown:
+        return {f: names.index(f) for f in folders}, names
+    if strict:
+        raise DataError(
+            f"{source}/{unknown[0]}: folder is not a class of the model "
+            + choices_hint(unknown[0], names, label="classes")
+        )
+    if len(folders) == len(names):
+        log.info("%s: folder names are not class names; labelling by sorted folder order", source)
+        return {f: i for i, f in enumerate(folders)}, names
+    log.warning(
+        "%s: %d folders are not classes of the model (e.g. %s); images are unlabelled",
+        source,
+        len(unknown),
+        unknown[0],
+    )
+    return {}, names
+
+
+def _list_file(fs, path: str, source, class_names, strict) -> ImageList:
+    text = fs.cat_file(path).decode("utf-8-sig")
+    base = PurePosixPath(path).parent
+    if PurePosixPath(path).suffix.lower() == ".csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if rows and "path" not in rows[0]:
+            raise DataError(
+                f"{path}: a CSV image list needs a 'path' column (found: {', '.join(rows[0])})"
+            )
+        entries = [
+            (row["path"].strip(), (row.get("label") or "").strip())
+            for row in rows
+            if row["path"].strip()
+        ]
+    else:
+        entries = [
+            (line.strip(), "")
+            for line in text.splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    names = list(class_names) if class_names is not None else None
+    records = []
+    for line, (item, label) in enumerate(entries, start=2):
+        target = item if "://" in item or item.startswith("/") else str(base / item)
+        records.append(
+            ImageRecord(
+                _url(fs, target, path if fs.protocol == "file" else "x://"),
+                _parse_label(label, names, strict, path, line),
+            )
+        )
+    if not records:
+        raise DataError(f"{path} lists no images")
+    return ImageList(records, names, "list")
+
+
+def _parse_label(label: str, names, strict, path, line) -> int | None:
+    if not label:
+        return None
+    if label.lstrip("-").isdigit():
+        return int(label)
+    if names and label in names:
+        return names.index(label)
+    if strict or names:
+        raise DataError(
+            f"{path} line {line}: unknown label {label!r} "
+            + choices_hint(label, names or [], label="classes")
+        )
+    return None

@@ -65,6 +65,8 @@ def capture(
 
     Yields a dict that fills as the model runs (the latest call of each layer wins).
     With ``detach=False`` the tensors stay in the autograd graph, for gradients.
+    The rest of the network receives a copy of each recorded output, so an in-place
+    operation after the layer (``ReLU(inplace=True)``) cannot alter what was recorded.
     """
     modules = {name: get_layer(model, name) for name in layers}
     outputs: dict[str, torch.Tensor] = {}
@@ -74,8 +76,12 @@ def capture(
         yield outputs
 
 
-def _store_output(outputs: dict, name: str, detach: bool, module, args, output) -> None:
-    outputs[name] = output.detach() if detach and isinstance(output, torch.Tensor) else output
+def _store_output(outputs: dict, name: str, detach: bool, module, args, output):
+    if not isinstance(output, torch.Tensor):
+        outputs[name] = output
+        return None
+    outputs[name] = output.detach() if detach else output
+    return output.clone()
 
 
 @dataclass(frozen=True)

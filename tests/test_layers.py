@@ -104,3 +104,16 @@ def test_summary_reports_frozen_and_partially_frozen_layers():
     assert "layer1.0" not in text and "layer4" in text
     assert f"Non-trainable params: {frozen:,}" in text
     assert "(x2 calls)" in format_summary(summary)
+
+
+def test_capture_is_not_changed_by_a_later_inplace_operation():
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(inplace=True))
+    with torch.no_grad():
+        model[0].weight.fill_(-1.0)
+    x = torch.ones(1, 1, 2, 2)
+    with capture(model, ["0"]) as outputs:
+        y = model(x)
+    assert (outputs["0"] < 0).all() and (y == 0).all()
+    with capture(model, ["0"], detach=False) as outputs:
+        model(x.requires_grad_()).sum().backward()  # no "modified by an inplace operation"
+    assert outputs["0"].requires_grad

@@ -1,0 +1,460 @@
+"""Extraction: images to a layer's activation vectors, class attributions and predictions.
+
+The client lists the images, creates the store (see :mod:`atlas.store`) and hands out
+tasks, one per chunk of images, to Dask workers: a ``LocalCluster`` by default, or any
+cluster by address. Each worker loads the model once, decodes its images, runs the
+forward (and backward, for attribution) passes and writes its own Zarr chunks; nothing
+but a few counters returns through the client. A task marks itself done after writing, so
+an interrupted run resumes with the tasks still missing and yields the same store.
+
+Class attribution follows the activation-atlas papers (Carter et al., "Activation
+Atlas", Distill 2019): the activation vector ``a`` at the sampled position times the
+gradient of the class logit with respect to it, summed over channels, i.e. the first-order
+(linear) share of that logit the vector accounts for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from atlas.config import ExtractConfig, ModelSpec
+from atlas.data import ImageRecord, UnusableImage, list_images, read_image
+from atlas.errors import AtlasError
+from atlas.layers import capture, get_layer
+from atlas.models import LoadedModel, load_model
+from atlas.progress import progress
+from atlas.store import (
+    LayerGeometry,
+    RunLayout,
+    RunStore,
+    create_run,
+    open_run,
+    sibling,
+    write_skipped_csv,
+)
+from atlas.train import resolve_device
+
+log = logging.getLogger(__name__)
+
+ALL_CLASSES_UP_TO = 32  # attribution "auto": every class up to this many, else the top-k
+
+
+class LayerShapeError(AtlasError, ValueError):
+    """A layer whose output is not an activation map or vector."""
+
+
+@dataclass(frozen=True)
+class ExtractSummary:
+    store: str
+    images: int
+    skipped: int
+    tasks_run: int
+    seconds: float
+
+
+# The per-batch computation (pure: tensors in, arrays out) --------------------------------
+
+
+def probe_layers(loaded: LoadedModel, options: ExtractConfig) -> tuple[LayerGeometry, ...]:
+    """Each layer's output shape at the model's input size, and its samples per image."""
+    size = loaded.preprocessing.input_size
+    for name in options.layers:
+        get_layer(loaded.module, name)
+    with torch.no_grad(), capture(loaded.module, options.layers) as outputs:
+        loaded.module(torch.zeros(1, 3, size, size, device=loaded.device))
+    geometries = []
+    for name in options.layers:
+        output = outputs.get(name)
+        if not isinstance(output, torch.Tensor) or output.dim() not in (2, 4):
+            shape = (
+                tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            )
+            raise LayerShapeError(
+                f"layer {name!r} outputs {shape}; extract needs (N, C, H, W) or (N, C)"
+            )
+        if output.dim() == 2:
+            geometries.append(LayerGeometry(name, output.shape[1], 0, 0, 1))
+            continue
+        _, channels, height, width = output.shape
+        per_image = {"all": min(height * width, options.max_positions)}.get(options.sampling, 1)
+        geometries.append(LayerGeometry(name, channels, height, width, per_image))
+    return tuple(geometries)
+
+
+def sample_positions(
+    geometry: LayerGeometry, images: Sequence[int], options: ExtractConfig
+) -> np.ndarray:
+    """The (y, x) positions sampled from each image, shape (len(images), per_image, 2).
+
+    Random choices are seeded by (seed, image index): the same whatever the worker.
+    -1 marks the spatial mean (and vector layers).
+    """
+    per = geometry.samples_per_image
+    out = np.full((len(images), per, 2), -1, dtype=np.int32)
+    if not geometry.spatial or options.sampling == "mean":
+        return out
+    h, w = geometry.height, geometry.width
+    if options.sampling == "center":
+        out[:] = (h // 2, w // 2)
+        return out
+    for row, image in enumerate(images):
+        rng = np.random.default_rng([options.seed, int(image)])
+        if options.sampling == "random":
+            margin_y = options.border if h > 2 * options.border else 0
+            margin_x = options.border if w > 2 * options.border else 0
+            out[row, 0] = (
+                rng.integers(margin_y, h - margin_y),
+                rng.integers(margin_x, w - margin_x),
+            )
+        else:  # all: every position, or a seeded subset of max_positions of them
+            flat = (
+                np.arange(h * w) if per == h * w else np.sort(rng.choice(h * w, per, replace=False))
+            )
+            out[row] = np.stack([flat // w, flat % w], axis=1)
+    return out
+
+
+def attribution_slots(options: ExtractConfig, num_classes: int) -> int:
+    """How many classes each sample's attribution covers (0: off)."""
+    mode = options.attribution
+    if mode == "auto":
+        mode = "all" if num_classes <= ALL_CLASSES_UP_TO else "topk"
+    return {"off": 0, "all": num_classes, "topk": min(options.attribution_k, num_classes)}[mode]
+
+
+def batch_samples(
+    loaded: LoadedModel,
+    inputs: torch.Tensor,
+    geometries: Sequence[LayerGeometry],
+    positions: dict[str, np.ndarray],
+    *,
+    slots: int,
+    topk: int,
+) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+    """Activations (and attributions) at the sampled positions of one batch.
+
+    ``inputs`` are normalized model inputs (B, 3, S, S); ``positions[layer]`` is (B, P, 2).
+    Returns per layer ``acts`` (B*P, C) and, when ``slots``, ``attribution`` and
+    ``attribution_class`` (B*P, slots); plus the top-k predicted classes and
+    probabilities (B, topk).
+    """
+    model = loaded.module
+    names = [g.name for g in geometries]
+    with torch.set_grad_enabled(slots > 0), capture(model, names, detach=slots == 0) as outputs:
+        if slots:
+            inputs = inputs.requires_grad_(True)  # so layer outputs carry a graph even if frozen
+        logits = model(inputs)
+    probs = torch.softmax(logits.detach().float(), dim=1)
+    top_prob, top_class = probs.topk(topk, dim=1)
+    gathered = {g.name: _gather(outputs[g.name], g, positions[g.name]) for g in geometries}
+    result = {g.name: {"acts": gathered[g.name].detach().float().cpu().numpy()} for g in geometries}
+    if slots:
+        num_classes = logits.shape[1]
+        if slots == num_classes:
+            classes = torch.arange(num_classes, device=logits.device).expand(len(logits), -1)
+        else:
+            classes = logits.detach().topk(slots, dim=1).indices
+        scores = {name: [] for name in names}
+        tensors = [outputs[name] for name in names]
+        for slot in range(slots):
+            target = logits.gather(1, classes[:, slot : slot + 1]).sum()
+            grads = torch.autograd.grad(target, tensors, retain_graph=slot < slots - 1)
+            for g, grad in zip(geometries, grads, strict=True):
+                grad_at = _gather(grad, g, positions[g.name], mean_as_sum=True)
+                scores[g.name].append((gathered[g.name] * grad_at).sum(dim=1).detach())
+        for g in geometries:
+            per = g.samples_per_image
+            result[g.name]["attribution"] = torch.stack(scores[g.name], dim=1).float().cpu().numpy()
+            result[g.name]["attribution_class"] = (
+                classes.repeat_interleave(per, dim=0).to(torch.int32).cpu().numpy()
+            )
+    return result, top_class.to(torch.int32).cpu().numpy(), top_prob.cpu().numpy()
+
+
+def _gather(
+    tensor: torch.Tensor, geometry: LayerGeometry, positions: np.ndarray, mean_as_sum: bool = False
+) -> torch.Tensor:
+    """Vectors at the sampled positions: (B*P, C). For the mean policy, the spatial mean
+    of activations; of gradients, the spatial sum (the gradient with respect to the mean)."""
+    if not geometry.spatial:
+        return tensor
+    if positions[0, 0, 0] < 0:
+        return tensor.sum(dim=(2, 3)) if mean_as_sum else tensor.mean(dim=(2, 3))
+    batch = torch.arange(tensor.shape[0], device=tensor.device).repeat_interleave(
+        positions.shape[1]
+    )
+    flat = torch.as_tensor(positions.reshape(-1, 2), device=tensor.device, dtype=torch.long)
+    return tensor[batch, :, flat[:, 0], flat[:, 1]]
+
+
+# One task: a chunk of images, on a worker -----------------------------------------------
+
+_MODELS: dict[tuple, LoadedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _worker_model(spec_json: str, device: str, seed: int) -> LoadedModel:
+    """The model, loaded once per worker process (and per thread, since hooks are per model)."""
+    key = (spec_json, device, seed, threading.get_ident())
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load_model(
+                ModelSpec.model_validate_json(spec_json), device=device, seed=seed
+            )
+        return _MODELS[key]
+
+
+def run_task(
+    task: int, store_url: str, *, batch_size: int, threads: int, decode_threads: int, device: str
+) -> dict:
+    """Extract one chunk of images into the store and mark it done. Returns counters."""
+    start = time.perf_counter()
+    torch.set_num_threads(threads)
+    store = open_run(store_url, mode="r+")
+    identity = store.meta["identity"]
+    options = ExtractConfig.model_validate(identity["extract"])
+    loaded = _worker_model(
+        ModelSpec.model_validate(identity["model"]).model_dump_json(), device, options.seed
+    )
+    layout = store.layout
+    images = layout.images_of(task)
+    indices = np.arange(images.start, images.stop)
+    paths = store.group["image_path"][images]
+    labels = store.group["image_label"][images]
+    n = len(indices)
+
+    reasons = np.full(n, "", dtype=object)
+    per_layer = {g.name: _empty_columns(g, n, layout) for g in layout.layers}
+    positions = {g.name: sample_positions(g, indices, options) for g in layout.layers}
+    top_class = np.full((n, layout.topk), -1, np.int32)
+    top_prob = np.zeros((n, layout.topk), np.float32)
+    prep = loaded.preprocessing
+    geometry = prep.geometry()
+    decode = _Decoder(geometry, store.meta["identity"]["extract"]["max_pixels"], prep.resize_size)
+
+    batches = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    with ThreadPoolExecutor(max_workers=decode_threads) as pool:
+        pending = pool.map(decode, paths[batches[0].start : batches[0].stop]) if batches else None
+        for b, rows in enumerate(batches):
+            decoded = list(pending)
+            if b + 1 < len(batches):  # decode the next batch while this one runs
+                following = batches[b + 1]
+                pending = pool.map(decode, paths[following.start : following.stop])
+            ok = [i for i, item in zip(rows, decoded, strict=True) if not isinstance(item, str)]
+            for i, item in zip(rows, decoded, strict=True):
+                if isinstance(item, str):
+                    reasons[i] = item
+            if not ok:
+                continue
+            pixels = np.stack([decoded[i - rows.start] for i in ok])
+            inputs = (
+                torch.from_numpy(pixels).to(loaded.device).permute(0, 3, 1, 2).float().div_(255)
+            )
+            inputs = prep.normalize(inputs)
+            batch_pos = {name: pos[ok] for name, pos in positions.items()}
+            samples, classes, probs = batch_samples(
+                loaded,
+                inputs,
+                layout.layers,
+                batch_pos,
+                slots=layout.attribution_slots,
+                topk=layout.topk,
+            )
+            top_class[ok], top_prob[ok] = classes, probs
+            for g in layout.layers:
+                rows_out = (
+                    np.asarray(ok)[:, None] * g.samples_per_image + np.arange(g.samples_per_image)
+                ).ravel()
+                for name, values in samples[g.name].items():
+                    per_layer[g.name][name][rows_out] = values
+
+    valid = reasons == ""
+    for g in layout.layers:
+        per = g.samples_per_image
+        columns = per_layer[g.name]
+        columns["path"] = np.repeat(paths, per)
+        columns["label"] = np.repeat(labels, per).astype(np.int32)
+        columns["image"] = np.repeat(indices, per)
+        columns["pos"] = np.where(
+            np.repeat(valid, per)[:, None], positions[g.name].reshape(-1, 2), -1
+        )
+        columns["valid"] = np.repeat(valid, per)
+        columns["topk_class"] = np.repeat(top_class, per, axis=0)
+        columns["topk_prob"] = np.repeat(top_prob, per, axis=0)
+    store.write_task(task, {"skip_reason": reasons.astype(str)}, per_layer)
+    return {
+        "task": task,
+        "images": n,
+        "skipped": int((~valid).sum()),
+        "seconds": time.perf_counter() - start,
+        "rss": _rss(),
+    }
+
+
+class _Decoder:
+    """Path to the model's square uint8 crop (H, W, 3), or the reason it is unusable."""
+
+    def __init__(self, geometry, max_pixels: int, draft_size: int) -> None:
+        self.geometry, self.max_pixels, self.draft_size = geometry, max_pixels, draft_size
+
+    def __call__(self, path: str) -> np.ndarray | str:
+        try:
+            image = read_image(str(path), max_pixels=self.max_pixels, draft_size=self.draft_size)
+        except UnusableImage as err:
+            return err.reason
+        return np.asarray(self.geometry(image))
+
+
+def _empty_columns(g: LayerGeometry, n: int, layout: RunLayout) -> dict[str, np.ndarray]:
+    rows = n * g.samples_per_image
+    columns = {"acts": np.zeros((rows, g.channels), np.float32)}
+    if layout.attribution_slots:
+        columns["attribution"] = np.zeros((rows, layout.attribution_slots), np.float32)
+        columns["attribution_class"] = np.full((rows, layout.attribution_slots), -1, np.int32)
+    return columns
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+# The client: list, create, distribute, report --------------------------------------------
+
+
+def extract(
+    source: str,
+    store_url: str,
+    spec: ModelSpec,
+    options: ExtractConfig,
+    *,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+) -> ExtractSummary:
+    """Extract ``options.layers`` of the model for every image of ``source`` into ``store_url``.
+
+    Resumes an existing store made with the same model, options and images; refuses one
+    made otherwise unless ``overwrite``. Writes ``skipped.csv`` beside the store.
+    """
+    start = time.perf_counter()
+    loaded = load_model(spec, seed=options.seed)
+    geometries = probe_layers(loaded, options)
+    listing = list_images(source, loaded.class_names)
+    records = listing.records[: options.limit] if options.limit else listing.records
+    slots = attribution_slots(options, loaded.num_classes)
+    layout = RunLayout(
+        n_images=len(records),
+        chunk_size=options.chunk_size,
+        layers=geometries,
+        topk=min(options.topk, loaded.num_classes),
+        attribution_slots=slots,
+    )
+    identity = {
+        "model": loaded.spec.model_dump(mode="json"),
+        "extract": options.model_dump(mode="json", exclude=set(ExtractConfig.OPERATIONAL)),
+        "source": str(source),
+        "images": _fingerprint(records),
+        "n_images": len(records),
+    }
+    store = create_run(
+        store_url,
+        layout,
+        identity=identity,
+        records_path=[r.path for r in records],
+        records_label=[r.label for r in records],
+        class_names=loaded.class_names,
+        overwrite=overwrite,
+    )
+    pending = store.pending_tasks()
+    if pending:
+        local_only = any(str(u).startswith("memory://") for u in (source, store_url))
+        _run_tasks(store, pending, options, scheduler=scheduler, in_process=local_only)
+    else:
+        log.info("%s is complete; nothing to extract", store_url)
+    skipped = write_skipped_csv(store, sibling(store_url, "skipped.csv"))
+    return ExtractSummary(
+        store_url, len(records), skipped, len(pending), time.perf_counter() - start
+    )
+
+
+def _run_tasks(
+    store: RunStore,
+    pending: list[int],
+    options: ExtractConfig,
+    *,
+    scheduler: str | None,
+    in_process: bool,
+) -> None:
+    """Run the pending tasks: inline (``scheduler="inline"``), on a local cluster, or on
+    the Dask cluster at ``scheduler``; the progress bar counts images."""
+    task_options = {
+        "batch_size": options.batch_size,
+        "threads": options.threads_per_worker,
+        "decode_threads": options.decode_threads,
+        "device": str(resolve_device(options.device)),
+    }
+    layout = store.layout
+    total = sum(layout.images_of(t).stop - layout.images_of(t).start for t in pending)
+    with progress(total=total, desc="extract", unit="img") as bar:
+        if scheduler == "inline":  # one process: give torch every core a worker would get
+            task_options["threads"] *= options.workers or os.cpu_count() or 1
+            for task in pending:
+                bar.update(run_task(task, store.url, **task_options)["images"])
+            return
+        with _dask_client(scheduler, options, in_process) as client:
+            key = store.meta["identity_hash"]
+            futures = [
+                client.submit(
+                    run_task, t, store.url, key=f"extract-{key}-{t}", pure=False, **task_options
+                )
+                for t in pending
+            ]
+            from dask.distributed import as_completed
+
+            for future in as_completed(futures):
+                bar.update(future.result()["images"])
+
+
+@contextmanager
+def _dask_client(scheduler: str | None, options: ExtractConfig, in_process: bool):
+    """A client of the cluster at ``scheduler``, or of a new local cluster (closed after)."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    dashboard = importlib.util.find_spec("bokeh") is not None
+    with (
+        LocalCluster(
+            n_workers=options.workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=not in_process,  # memory:// exists only in this process
+            dashboard_address=":0" if dashboard else None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        if dashboard:
+            log.warning("Dask dashboard: %s", client.dashboard_link)
+        yield client
+
+
+def _fingerprint(records: Sequence[ImageRecord]) -> str:
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(f"{record.path}\t{record.label}\n".encode())
+    return digest.hexdigest()[:16]

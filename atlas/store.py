@@ -1,0 +1,310 @@
+"""The run's Zarr store: the one module that knows array names and the layout.
+
+One Zarr v3 group per run. The root holds the image index and the bookkeeping:
+
+- ``image_path[image]``, ``image_label[image]`` (-1: unlabelled), ``skip_reason[image]``
+  ("" for images that were used), written by the client before extraction starts;
+- ``done[task]``: 1 once a task's chunks are all written (one Zarr chunk per task, so
+  workers never share a chunk); a rerun computes only the tasks still at 0;
+- attribute ``atlas``: the model spec, the extraction options, the identity hash that a
+  resumed run must match, the package version.
+
+One subgroup per layer (named as the layer) holds the samples, ``sample`` being one
+spatial position of one image:
+
+- ``acts[sample, channel]`` float32, the layer's activation vector;
+- ``attribution[sample, slot]`` float32 and ``attribution_class[sample, slot]`` int32, the
+  linear attribution of the vector to class logits (absent when attribution is off);
+- ``path[sample]``, ``label[sample]``, ``image[sample]``, ``pos[sample, yx]`` (-1 for
+  the spatial mean or a vector layer), ``valid[sample]`` (false where the image was
+  skipped), ``topk_class[sample, k]`` and ``topk_prob[sample, k]``.
+
+Every array names its dimensions, so ``xarray.open_zarr(url, group=layer)`` reads it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+import zarr
+
+from atlas.config import package_version
+from atlas.errors import AtlasError, DataError, choices_hint
+
+
+class StoreMismatchError(AtlasError, ValueError):
+    """An existing store was made with another config or image list."""
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """A layer's output shape per image and how many samples each image gives."""
+
+    name: str
+    channels: int
+    height: int  # 0 for a vector (C,) output
+    width: int
+    samples_per_image: int
+
+    @property
+    def spatial(self) -> bool:
+        return self.height > 0
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """What the store must hold: sizes known before any image is decoded."""
+
+    n_images: int
+    chunk_size: int  # images per task
+    layers: tuple[LayerGeometry, ...]
+    topk: int
+    attribution_slots: int  # 0 when attribution is off
+
+    @property
+    def n_tasks(self) -> int:
+        return -(-self.n_images // self.chunk_size)
+
+    def images_of(self, task: int) -> slice:
+        return slice(task * self.chunk_size, min((task + 1) * self.chunk_size, self.n_images))
+
+
+class RunStore:
+    """A run's store opened for reading or for writing tasks."""
+
+    def __init__(self, group: zarr.Group, url: str) -> None:
+        self.group = group
+        self.url = url
+        meta = dict(group.attrs["atlas"])
+        self.meta = meta
+        self.layout = RunLayout(
+            n_images=meta["n_images"],
+            chunk_size=meta["chunk_size"],
+            layers=tuple(LayerGeometry(**g) for g in meta["layers"]),
+            topk=meta["topk"],
+            attribution_slots=meta["attribution_slots"],
+        )
+
+    # Reading -----------------------------------------------------------------------------
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [g.name for g in self.layout.layers]
+
+    def geometry(self, layer: str) -> LayerGeometry:
+        for g in self.layout.layers:
+            if g.name == layer:
+                return g
+        raise KeyError(layer)
+
+    def layer(self, name: str | None = None) -> zarr.Group:
+        """The subgroup of one layer (the only one when ``name`` is None)."""
+        names = self.layer_names
+        if name is None:
+            if len(names) != 1:
+                raise DataError(f"{self.url} holds layers {', '.join(names)}: name one")
+            name = names[0]
+        if name not in names:
+            raise StoreLayerError(
+                f"{self.url} has no layer {name!r} " + choices_hint(name, names, label="layers")
+            )
+        return self.group[name]
+
+    def pending_tasks(self) -> list[int]:
+        done = self.group["done"][:]
+        return [int(t) for t in np.flatnonzero(done == 0)]
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending_tasks()
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """(path, reason) of every image that could not be used, in image order."""
+        reasons = self.group["skip_reason"][:]
+        bad = np.flatnonzero(reasons != "")
+        if not len(bad):
+            return []
+        paths = self.group["image_path"][:]
+        return [(str(paths[i]), str(reasons[i])) for i in bad]
+
+    # Writing -----------------------------------------------------------------------------
+
+    def write_task(
+        self,
+        task: int,
+        image_columns: Mapping[str, np.ndarray],
+        layer_columns: Mapping[str, Mapping[str, np.ndarray]],
+    ) -> None:
+        """Write one task's slice of every array, then mark the task done."""
+        images = self.layout.images_of(task)
+        for name, values in image_columns.items():
+            self.group[name][images] = values
+        for geometry in self.layout.layers:
+            per = geometry.samples_per_image
+            samples = slice(images.start * per, images.stop * per)
+            group = self.group[geometry.name]
+            for name, values in layer_columns[geometry.name].items():
+                group[name][samples] = values
+        self.group["done"][task] = 1
+
+
+class StoreLayerError(AtlasError, KeyError):
+    """A layer name that the store does not hold."""
+
+
+def open_run(url: str, mode: str = "r") -> RunStore:
+    """Open an existing run store (``mode`` "r" or "r+")."""
+    try:
+        group = zarr.open_group(url, mode=mode)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        raise DataError(f"no activation store at {url} (run `atlas extract` first)") from None
+    if "atlas" not in group.attrs:
+        raise DataError(f"{url} is a Zarr group but not an atlas run store")
+    return RunStore(group, url)
+
+
+def create_run(
+    url: str,
+    layout: RunLayout,
+    *,
+    identity: Mapping[str, Any],
+    records_path: Sequence[str],
+    records_label: Sequence[int | None],
+    class_names: Sequence[str],
+    overwrite: bool = False,
+) -> RunStore:
+    """Create the store for a run, or reopen it to resume when ``identity`` matches.
+
+    ``identity`` is everything the result depends on (model, options, image list); a store
+    made from another identity is refused unless ``overwrite``.
+    """
+    identity = json.loads(json.dumps(identity, default=str))  # tuples and lists compare alike
+    identity_hash = _hash(identity)
+    if _exists(url):
+        existing = zarr.open_group(url, mode="r+")
+        meta = dict(existing.attrs.get("atlas", {}))
+        if meta.get("identity_hash") == identity_hash:
+            return RunStore(existing, url)
+        if not overwrite:
+            changes = _diff(meta.get("identity", {}), identity)
+            raise StoreMismatchError(
+                f"{url} was made with a different config or image list ({changes}); "
+                "rerun with --overwrite to replace it"
+            )
+    group = zarr.open_group(url, mode="w", zarr_format=3)
+    meta = {
+        "version": package_version(),
+        "identity": identity,
+        "identity_hash": identity_hash,
+        "n_images": layout.n_images,
+        "chunk_size": layout.chunk_size,
+        "n_tasks": layout.n_tasks,
+        "layers": [g.__dict__ for g in layout.layers],
+        "topk": layout.topk,
+        "attribution_slots": layout.attribution_slots,
+        "class_names": list(class_names),
+    }
+    image = ("image",)
+    chunk = layout.chunk_size
+    _array(group, "image_path", (layout.n_images,), (chunk,), str, image, "")
+    _array(group, "image_label", (layout.n_images,), (chunk,), "int32", image, -1)
+    _array(group, "skip_reason", (layout.n_images,), (chunk,), str, image, "")
+    _array(group, "done", (layout.n_tasks,), (1,), "uint8", ("task",), 0)
+    group["image_path"][:] = np.asarray(records_path, dtype=str)
+    group["image_label"][:] = np.asarray(
+        [-1 if v is None else v for v in records_label], dtype="int32"
+    )
+    for g in layout.layers:
+        sub = group.create_group(g.name)
+        sub.attrs.update(
+            {
+                "layer": g.name,
+                "channels": g.channels,
+                "height": g.height,
+                "width": g.width,
+                "samples_per_image": g.samples_per_image,
+            }
+        )
+        n, c = layout.n_images * g.samples_per_image, chunk * g.samples_per_image
+        sample = ("sample",)
+        _array(sub, "acts", (n, g.channels), (c, g.channels), "float32", ("sample", "channel"), 0.0)
+        if layout.attribution_slots:
+            slots = (n, layout.attribution_slots)
+            _array(sub, "attribution", slots, (c, slots[1]), "float32", ("sample", "slot"), 0.0)
+            _array(sub, "attribution_class", slots, (c, slots[1]), "int32", ("sample", "slot"), -1)
+        _array(sub, "path", (n,), (c,), str, sample, "")
+        _array(sub, "label", (n,), (c,), "int32", sample, -1)
+        _array(sub, "image", (n,), (c,), "int64", sample, -1)
+        _array(sub, "pos", (n, 2), (c, 2), "int32", ("sample", "yx"), -1)
+        _array(sub, "valid", (n,), (c,), "bool", sample, False)
+        _array(sub, "topk_class", (n, layout.topk), (c, layout.topk), "int32", ("sample", "k"), -1)
+        _array(
+            sub, "topk_prob", (n, layout.topk), (c, layout.topk), "float32", ("sample", "k"), 0.0
+        )
+    group.attrs["atlas"] = meta  # last: a store without it is an unfinished creation
+    return RunStore(group, url)
+
+
+def write_skipped_csv(store: RunStore, path: str) -> int:
+    """Write ``path,reason`` for every skipped image; returns how many."""
+    rows = store.skipped()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "reason"])
+    writer.writerows(rows)
+    with fsspec.open(path, "w") as handle:
+        handle.write(buffer.getvalue())
+    return len(rows)
+
+
+def sibling(url: str, name: str) -> str:
+    """The path of ``name`` in the same folder as ``url`` (local path or fsspec URL)."""
+    head, sep, _ = url.rstrip("/").rpartition("/")
+    return f"{head}{sep}{name}" if sep else name
+
+
+def _array(group, name, shape, chunks, dtype, dims, fill) -> zarr.Array:
+    return group.create_array(
+        name, shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims, fill_value=fill
+    )
+
+
+def _exists(url: str) -> bool:
+    try:
+        zarr.open_group(url, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return False
+    return True
+
+
+def _hash(identity: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str:
+    """The first few keys whose values differ, as 'a.b: old -> new'."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            inner = _diff(a, b, f"{prefix}{key}.")
+            if inner:
+                changes.append(inner)
+        elif a != b:
+            changes.append(f"{prefix}{key}: {_short(a)} -> {_short(b)}")
+    return ", ".join(changes[:3]) + (" ..." if len(changes) > 3 else "")
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
