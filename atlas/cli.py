@@ -154,12 +154,14 @@ def train(config: Config, data_dir: str, out: str, metrics: str | None) -> None:
     if spec.class_names is None:
         spec = spec.model_copy(update={"class_names": class_names})
     loaded = load_model(spec, device=resolve_device(config.train.device), seed=config.train.seed)
-    geometry = loaded.preprocessing.geometry()
 
     def split(name: str, recs) -> LabelledImages:
         labels = torch.tensor([r.label for r in recs], dtype=torch.long)
         images = load_images(
-            recs, geometry, max_bytes=config.train.max_memory_gb * 2**30, desc=f"decode {name}"
+            recs,
+            loaded.preprocessing.crop,
+            max_bytes=config.train.max_memory_gb * 2**30,
+            desc=f"decode {name}",
         )
         return LabelledImages(images, labels)
 

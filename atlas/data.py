@@ -48,6 +48,7 @@ IMAGE_EXTENSIONS = (
 )
 LIST_SUFFIXES = (".csv", ".txt", ".lst")
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold
+ORIENTATION = 0x0112  # the EXIF tag
 
 
 @dataclass(frozen=True)
@@ -139,13 +140,35 @@ def image_folder(
     return listed.records, listed.class_names
 
 
-def read_image(
-    path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
-) -> Image.Image:
-    """Read and decode one image as RGB; raises :class:`UnusableImage` with the reason.
+def read_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read and decode one image as an RGB Pillow image; raises :class:`UnusableImage`."""
+    return _load_rgb(_open_checked(read_bytes(path), max_pixels))
 
-    ``draft_size`` lets JPEG decoding downscale on the fly (never below that size).
+
+def read_pixels(
+    path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> torch.Tensor:
+    """Read and decode one image as a uint8 RGB tensor (3, H, W); raises :class:`UnusableImage`.
+
+    ``draft_size`` lets a large JPEG decode at a reduced scale (never below that size on
+    its shorter side), which is several times faster than decoding it whole.
     """
+    image = _open_checked(read_bytes(path), max_pixels)
+    if draft_size and image.format == "JPEG":
+        image.draft("RGB", _draft_box(image.size, draft_size))
+    pixels = np.asarray(_load_rgb(image))
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
+def _draft_box(size: tuple[int, int], shorter: int) -> tuple[int, int]:
+    """The smallest box with the image's aspect ratio whose shorter side is ``shorter``."""
+    width, height = size
+    scale = shorter / min(width, height)
+    return max(shorter, round(width * scale)), max(shorter, round(height * scale))
+
+
+def read_bytes(path: str) -> bytes:
+    """The bytes of an image file at a local path or URL; raises :class:`UnusableImage`."""
     fs, local = fsspec.core.url_to_fs(path)
     try:
         with fs.open(local, "rb") as handle:
@@ -155,46 +178,54 @@ def read_image(
     except PermissionError:
         raise UnusableImage("unreadable: permission denied") from None
     except FileNotFoundError:
-        reason = "broken link" if os.path.islink(local) else "file not found"
-        raise UnusableImage(reason) from None
+        raise UnusableImage("broken link" if os.path.islink(local) else "file not found") from None
     except OSError as err:
         raise UnusableImage(f"unreadable: {err.strerror or err}") from None
     if not data:
         raise UnusableImage("empty file")
-    return decode_image(data, max_pixels=max_pixels, draft_size=draft_size)
+    return data
 
 
-def decode_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
-) -> Image.Image:
-    """Decode image bytes by content to RGB; a bomb's size is checked before any pixel."""
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open lazily (header only) and refuse a decompression bomb before any pixel."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise UnusableImage(
-                    f"decompression bomb: {width}x{height} px is over {max_pixels:,}"
-                )
-            if draft_size and image.format == "JPEG":
-                image.draft("RGB", (draft_size, draft_size))
-            image.load()
-    except UnusableImage:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UnusableImage(f"decompression bomb: {err}") from None
     except UnidentifiedImageError:
         raise UnusableImage("not an image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise UnusableImage(f"truncated or corrupt: {err}") from None
-    return to_rgb(ImageOps.exif_transpose(image))
+    width, height = image.size
+    if width * height > max_pixels:
+        raise UnusableImage(f"decompression bomb: {width}x{height} px is over {max_pixels:,}")
+    return image
+
+
+def _load_rgb(image: Image.Image) -> Image.Image:
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise UnusableImage(f"truncated or corrupt: {err}") from None
+    if image.getexif().get(ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    return image if image.mode == "RGB" else to_rgb(image)
 
 
 def open_rgb(path: str | Path) -> Image.Image:
     """Decode an image file as RGB; raises :class:`DataError` if it cannot be used."""
     try:
         return read_image(str(path))
+    except UnusableImage as err:
+        raise DataError(f"cannot decode {path}: {err.reason}") from None
+
+
+def open_pixels(path: str | Path) -> torch.Tensor:
+    """:func:`read_pixels`, raising :class:`DataError` if the image cannot be used."""
+    try:
+        return read_pixels(str(path))
     except UnusableImage as err:
         raise DataError(f"cannot decode {path}: {err.reason}") from None
 
@@ -215,37 +246,32 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_images(
     records: Sequence[ImageRecord],
-    geometry: Callable[[Image.Image], Image.Image],
+    crop: Callable[[torch.Tensor], torch.Tensor],
     *,
     max_bytes: float = float("inf"),
     desc: str = "decode",
 ) -> torch.Tensor:
-    """Decode all images into one uint8 tensor (N, 3, H, W), after ``geometry`` (resize, crop).
+    """Decode all images into one uint8 tensor (N, 3, H, W), after ``crop`` (resize, crop).
 
     Raises ``DataError`` for an unusable image, or when the result would exceed ``max_bytes``.
     """
     if not records:
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
-    first = np.asarray(geometry(open_rgb(records[0].path)))
-    need = len(records) * first.nbytes
+    first = crop(open_pixels(records[0].path))
+    need = len(records) * first.numel()
     if need > max_bytes:
         raise DataError(
             f"{len(records)} images need {need / 2**30:.1f} GiB decoded, over the limit of "
             f"{max_bytes / 2**30:.1f} GiB (raise train.max_memory_gb or use fewer images)"
         )
-    out = torch.empty(
-        (len(records), first.shape[2], first.shape[0], first.shape[1]), dtype=torch.uint8
-    )
+    out = torch.empty((len(records), *first.shape), dtype=torch.uint8)
 
-    def decode(index: int) -> int:
-        pixels = np.asarray(geometry(open_rgb(records[index].path)))
-        out[index] = torch.from_numpy(pixels.copy()).permute(2, 0, 1)
-        return index
+    def decode(index: int) -> None:
+        out[index] = crop(open_pixels(records[index].path))
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for _ in progress(
-            pool.map(decode, range(len(records))), total=len(records), desc=desc, unit="img"
-        ):
+        jobs = pool.map(decode, range(len(records)))
+        for _ in progress(jobs, total=len(records), desc=desc, unit="img"):
             pass
     return out
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from atlas.config import ExtractConfig, ModelSpec
-from atlas.data import ImageRecord, UnusableImage, list_images, read_image
+from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
 from atlas.errors import AtlasError
 from atlas.layers import capture, get_layer
 from atlas.models import LoadedModel, load_model
@@ -152,7 +152,8 @@ def batch_samples(
     """
     model = loaded.module
     names = [g.name for g in geometries]
-    with torch.set_grad_enabled(slots > 0), capture(model, names, detach=slots == 0) as outputs:
+    grad_mode = torch.enable_grad() if slots else torch.inference_mode()
+    with grad_mode, capture(model, names, detach=not slots) as outputs:
         if slots:
             inputs = inputs.requires_grad_(True)  # so layer outputs carry a graph even if frozen
         logits = model(inputs)
@@ -206,13 +207,18 @@ _MODELS_LOCK = threading.Lock()
 
 
 def _worker_model(spec_json: str, device: str, seed: int) -> LoadedModel:
-    """The model, loaded once per worker process (and per thread, since hooks are per model)."""
+    """The model, loaded once per worker process (and per thread, since hooks are per model).
+
+    Kept in channels-last memory format, which makes convolutions markedly faster on the
+    CPU (and with cuDNN) without changing their results beyond rounding.
+    """
     key = (spec_json, device, seed, threading.get_ident())
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_model(
-                ModelSpec.model_validate_json(spec_json), device=device, seed=seed
-            )
+            spec = ModelSpec.model_validate_json(spec_json)
+            loaded = load_model(spec, device=device, seed=seed)
+            loaded.module.to(memory_format=torch.channels_last)
+            _MODELS[key] = loaded
         return _MODELS[key]
 
 
@@ -241,8 +247,7 @@ def run_task(
     top_class = np.full((n, layout.topk), -1, np.int32)
     top_prob = np.zeros((n, layout.topk), np.float32)
     prep = loaded.preprocessing
-    geometry = prep.geometry()
-    decode = _Decoder(geometry, store.meta["identity"]["extract"]["max_pixels"], prep.resize_size)
+    decode = _Decoder(prep, options.max_pixels)
 
     batches = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
     with ThreadPoolExecutor(max_workers=decode_threads) as pool:
@@ -258,11 +263,9 @@ def run_task(
                     reasons[i] = item
             if not ok:
                 continue
-            pixels = np.stack([decoded[i - rows.start] for i in ok])
-            inputs = (
-                torch.from_numpy(pixels).to(loaded.device).permute(0, 3, 1, 2).float().div_(255)
-            )
-            inputs = prep.normalize(inputs)
+            pixels = torch.stack([decoded[i - rows.start] for i in ok]).to(loaded.device)
+            inputs = pixels.float().div_(255)
+            inputs = prep.normalize(inputs).contiguous(memory_format=torch.channels_last)
             batch_pos = {name: pos[ok] for name, pos in positions.items()}
             samples, classes, probs = batch_samples(
                 loaded,
@@ -304,17 +307,18 @@ def run_task(
 
 
 class _Decoder:
-    """Path to the model's square uint8 crop (H, W, 3), or the reason it is unusable."""
+    """Path to the model's square uint8 crop (3, S, S), or the reason it is unusable."""
 
-    def __init__(self, geometry, max_pixels: int, draft_size: int) -> None:
-        self.geometry, self.max_pixels, self.draft_size = geometry, max_pixels, draft_size
+    def __init__(self, preprocessing, max_pixels: int) -> None:
+        self.crop, self.max_pixels = preprocessing.crop, max_pixels
+        self.draft_size = preprocessing.resize_size
 
-    def __call__(self, path: str) -> np.ndarray | str:
+    def __call__(self, path: str) -> torch.Tensor | str:
         try:
-            image = read_image(str(path), max_pixels=self.max_pixels, draft_size=self.draft_size)
+            pixels = read_pixels(str(path), max_pixels=self.max_pixels, draft_size=self.draft_size)
+            return self.crop(pixels)
         except UnusableImage as err:
             return err.reason
-        return np.asarray(self.geometry(image))
 
 
 def _empty_columns(g: LayerGeometry, n: int, layout: RunLayout) -> dict[str, np.ndarray]:
@@ -424,8 +428,17 @@ def _run_tasks(
             ]
             from dask.distributed import as_completed
 
+            worker_seconds = 0.0
             for future in as_completed(futures):
-                bar.update(future.result()["images"])
+                stats = future.result()
+                worker_seconds += stats["seconds"]
+                bar.update(stats["images"])
+            log.info(
+                "%d images in %.1f s of task time: %.0f img/s per worker",
+                total,
+                worker_seconds,
+                total / max(worker_seconds, 1e-9),
+            )
 
 
 @contextmanager

@@ -61,16 +61,16 @@ class Preprocessing:
         std = torch.tensor(self.std, device=inputs.device, dtype=inputs.dtype)
         return inputs * std[:, None, None] + mean[:, None, None]
 
-    def geometry(self) -> Callable:
-        """A transform from a PIL image to the model's square crop (still a PIL image)."""
-        from torchvision.transforms import v2
+    def crop(self, pixels: torch.Tensor) -> torch.Tensor:
+        """An image (3, H, W) uint8 resized (shorter side to ``resize_size``, antialiased)
+        and center-cropped to ``input_size``: the model's view of it. Still uint8."""
+        from torchvision.transforms.v2 import functional as TF
 
-        return v2.Compose(
-            [
-                v2.Resize(self.resize_size, interpolation=v2.InterpolationMode.BILINEAR),
-                v2.CenterCrop(self.input_size),
-            ]
-        )
+        if min(pixels.shape[-2:]) != self.resize_size:
+            pixels = TF.resize(pixels, [self.resize_size], antialias=True)
+        if tuple(pixels.shape[-2:]) != (self.input_size, self.input_size):
+            pixels = TF.center_crop(pixels, [self.input_size, self.input_size])
+        return pixels
 
 
 @dataclass

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from atlas.data import ImageRecord, image_folder, load_images, open_rgb
+from atlas.data import ImageRecord, UnusableImage, image_folder, load_images, open_rgb, read_pixels
 from atlas.errors import DataError
+from atlas.models import Preprocessing
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -16,6 +18,8 @@ def test_exif_orientation_is_applied(tmp_path):
     shown = open_rgb(tmp_path / "rotated.jpg")
     assert shown.size == (10, 20)  # portrait once oriented
     assert np.asarray(shown)[:10].mean() > 200  # the white half is on top
+    pixels = read_pixels(str(tmp_path / "rotated.jpg"))
+    assert tuple(pixels.shape) == (3, 20, 10) and pixels[:, :10].float().mean() > 200
 
 
 def test_transparency_is_composited_on_white(tmp_path):
@@ -65,24 +69,42 @@ def test_image_folder_maps_folders_to_model_classes(tiny_world):
 
 
 def test_load_images_decodes_in_order_and_respects_the_memory_cap(tiny_world):
-    from torchvision.transforms import v2
-
     records, _ = image_folder(tiny_world / "test")
-    geometry = v2.Compose([v2.Resize(16), v2.CenterCrop(16)])
-    images = load_images(records[:6], geometry)
-    assert images.shape == (6, 3, 16, 16) and images.dtype.is_floating_point is False
-    expected = np.asarray(geometry(open_rgb(records[4].path))).transpose(2, 0, 1)
-    assert np.array_equal(images[4].numpy(), expected)
+    crop = Preprocessing(16, 16, (0.5,) * 3, (0.5,) * 3).crop
+    images = load_images(records[:6], crop)
+    assert images.shape == (6, 3, 16, 16) and images.dtype == torch.uint8
+    expected = np.asarray(open_rgb(records[4].path).resize((16, 16), Image.Resampling.BILINEAR))
+    assert np.abs(images[4].permute(1, 2, 0).numpy().astype(int) - expected).mean() < 3
     with pytest.raises(DataError, match="over the limit"):
-        load_images(records, geometry, max_bytes=1000)
+        load_images(records, crop, max_bytes=1000)
+
+
+def test_pixels_equal_the_pillow_image_and_draft_keeps_enough_resolution(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (30, 20, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    assert np.array_equal(read_pixels(str(tmp_path / "a.png")).permute(1, 2, 0).numpy(), rgb)
+    Image.fromarray(rgb).resize((800, 600)).save(tmp_path / "big.jpg", quality=90)
+    drafted = read_pixels(str(tmp_path / "big.jpg"), draft_size=128)
+    assert 128 <= drafted.shape[1] < 600 and drafted.shape[2] >= 128  # reduced, never below
+    full = (tmp_path / "big.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(full[: len(full) * 2 // 3])
+    with pytest.raises(UnusableImage, match="truncated"):
+        read_pixels(str(tmp_path / "cut.jpg"))
+
+
+def test_crop_resizes_the_shorter_side_then_centers():
+    prep = Preprocessing(input_size=4, resize_size=6, mean=(0,) * 3, std=(1,) * 3)
+    wide = torch.arange(12 * 24, dtype=torch.uint8).reshape(1, 12, 24).expand(3, -1, -1)
+    assert tuple(prep.crop(wide).shape) == (3, 4, 4)
+    same = torch.randint(0, 255, (3, 4, 4), dtype=torch.uint8)
+    assert torch.equal(Preprocessing(4, 4, (0,) * 3, (1,) * 3).crop(same), same)
 
 
 def test_undecodable_file_is_a_data_error(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"garbage")
     Image.new("RGB", (4, 4)).save(tmp_path / "good.png")
-    geometry = lambda image: image  # noqa: E731
     with pytest.raises(DataError, match=r"cannot decode .*bad\.png"):
         load_images(
             [ImageRecord(str(tmp_path / "good.png")), ImageRecord(str(tmp_path / "bad.png"))],
-            geometry,
+            lambda pixels: pixels,
         )

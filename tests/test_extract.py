@@ -4,7 +4,7 @@ import torch
 import xarray as xr
 
 from atlas.config import ExtractConfig, ModelSpec
-from atlas.data import list_images, open_rgb
+from atlas.data import list_images, open_pixels
 from atlas.demo.world import CLASS_NAMES
 from atlas.errors import AtlasError
 from atlas.extract import extract, probe_layers, sample_positions
@@ -30,8 +30,7 @@ def model():
 
 def reference(model, path, layer):
     """The layer's output and the logits for one image, computed directly."""
-    image = model.preprocessing.geometry()(open_rgb(path))
-    x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
+    x = model.preprocessing.crop(open_pixels(path))[None].float() / 255
     x = model.preprocessing.normalize(x)
     with capture(model.module, [layer], detach=False) as outputs:
         logits = model.module(x.requires_grad_())

@@ -21,7 +21,7 @@ def tiny_cnn(classes=10):
 
 def world_split(root, split, loaded):
     records, _ = image_folder(root / split, loaded.class_names)
-    images = load_images(records, loaded.preprocessing.geometry())
+    images = load_images(records, loaded.preprocessing.crop)
     return LabelledImages(images, torch.tensor([r.label for r in records]))
 
 
