@@ -133,7 +133,12 @@ class ExtractConfig(Section):
         default=1, description="operational: torch threads per worker"
     )
     decode_threads: PositiveInt = Field(
-        default=2, description="operational: decoding threads per worker"
+        default=1, description="operational: decoding threads per worker"
+    )
+    processes: bool = Field(
+        default=False,
+        description="operational: local workers as processes instead of threads (threads "
+        "start at once and share the imported model code; processes isolate memory)",
     )
     device: str = Field(default="auto", description="operational: 'auto', 'cpu', 'cuda'")
 
@@ -142,6 +147,7 @@ class ExtractConfig(Section):
         "workers",
         "threads_per_worker",
         "decode_threads",
+        "processes",
         "device",
     )
 

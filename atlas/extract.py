@@ -61,7 +61,8 @@ class ExtractSummary:
     images: int
     skipped: int
     tasks_run: int
-    seconds: float
+    seconds: float  # wall clock, start to end
+    task_seconds: float  # summed over tasks: the work itself, without start-up
 
 
 # The per-batch computation (pure: tensors in, arrays out) --------------------------------
@@ -124,6 +125,13 @@ def sample_positions(
             )
             out[row] = np.stack([flat // w, flat % w], axis=1)
     return out
+
+
+def chunk_size(configured: int, n_images: int) -> int:
+    """Images per task: as configured, but small enough that a modest run still splits into
+    ~16 tasks for the workers to share (never under 32 unless configured so). Depends on
+    the image count only, so any number of workers makes the same store."""
+    return min(configured, max(32, -(-n_images // 16)))
 
 
 def attribution_slots(options: ExtractConfig, num_classes: int) -> int:
@@ -361,7 +369,7 @@ def extract(
     slots = attribution_slots(options, loaded.num_classes)
     layout = RunLayout(
         n_images=len(records),
-        chunk_size=options.chunk_size,
+        chunk_size=chunk_size(options.chunk_size, len(records)),
         layers=geometries,
         topk=min(options.topk, loaded.num_classes),
         attribution_slots=slots,
@@ -383,15 +391,17 @@ def extract(
         overwrite=overwrite,
     )
     pending = store.pending_tasks()
+    task_seconds = 0.0
     if pending:
         local_only = any(str(u).startswith("memory://") for u in (source, store_url))
-        _run_tasks(store, pending, options, scheduler=scheduler, in_process=local_only)
+        task_seconds = _run_tasks(
+            store, pending, options, scheduler=scheduler, in_process=local_only
+        )
     else:
         log.info("%s is complete; nothing to extract", store_url)
     skipped = write_skipped_csv(store, sibling(store_url, "skipped.csv"))
-    return ExtractSummary(
-        store_url, len(records), skipped, len(pending), time.perf_counter() - start
-    )
+    elapsed = time.perf_counter() - start
+    return ExtractSummary(store_url, len(records), skipped, len(pending), elapsed, task_seconds)
 
 
 def _run_tasks(
@@ -401,9 +411,10 @@ def _run_tasks(
     *,
     scheduler: str | None,
     in_process: bool,
-) -> None:
+) -> float:
     """Run the pending tasks: inline (``scheduler="inline"``), on a local cluster, or on
-    the Dask cluster at ``scheduler``; the progress bar counts images."""
+    the Dask cluster at ``scheduler``; the progress bar counts images. Returns the summed
+    task time."""
     task_options = {
         "batch_size": options.batch_size,
         "threads": options.threads_per_worker,
@@ -412,12 +423,17 @@ def _run_tasks(
     }
     layout = store.layout
     total = sum(layout.images_of(t).stop - layout.images_of(t).start for t in pending)
+    task_seconds = 0.0
     with progress(total=total, desc="extract", unit="img") as bar:
         if scheduler == "inline":  # one process: give torch every core a worker would get
             task_options["threads"] *= options.workers or os.cpu_count() or 1
-            for task in pending:
-                bar.update(run_task(task, store.url, **task_options)["images"])
-            return
+            results = (run_task(task, store.url, **task_options) for task in pending)
+            for stats in results:
+                task_seconds += stats["seconds"]
+                bar.update(stats["images"])
+            return task_seconds
+        from dask.distributed import as_completed
+
         with _dask_client(scheduler, options, in_process) as client:
             key = store.meta["identity_hash"]
             futures = [
@@ -426,19 +442,12 @@ def _run_tasks(
                 )
                 for t in pending
             ]
-            from dask.distributed import as_completed
-
-            worker_seconds = 0.0
             for future in as_completed(futures):
                 stats = future.result()
-                worker_seconds += stats["seconds"]
+                task_seconds += stats["seconds"]
                 bar.update(stats["images"])
-            log.info(
-                "%d images in %.1f s of task time: %.0f img/s per worker",
-                total,
-                worker_seconds,
-                total / max(worker_seconds, 1e-9),
-            )
+    log.info("%d images in %.1f s of task time", total, task_seconds)
+    return task_seconds
 
 
 @contextmanager
@@ -455,7 +464,7 @@ def _dask_client(scheduler: str | None, options: ExtractConfig, in_process: bool
         LocalCluster(
             n_workers=options.workers or os.cpu_count() or 1,
             threads_per_worker=1,
-            processes=not in_process,  # memory:// exists only in this process
+            processes=options.processes and not in_process,  # memory:// lives in this process
             dashboard_address=":0" if dashboard else None,
             silence_logs=logging.ERROR,
         ) as cluster,
