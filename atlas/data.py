@@ -95,28 +95,24 @@ def list_images(
         return _list_file(fs, root, source, class_names, strict_labels)
     if not fs.isdir(root):
         raise DataError(f"image source not found: {source}")
-    entries = fs.find(root, withdirs=True, detail=True)
-    candidates = []
-    for path, info in sorted(entries.items()):
-        rel = PurePosixPath(path).relative_to(PurePosixPath(root))
-        if not rel.parts or any(part.startswith(".") for part in rel.parts):
-            continue
-        named_like_image = rel.suffix.lower() in IMAGE_EXTENSIONS
-        if info["type"] == "directory" and not named_like_image:
-            continue
-        if images_only and not named_like_image:
-            continue
-        candidates.append((rel, _url(fs, path, source)))
-    nested = [(rel, url) for rel, url in candidates if len(rel.parts) > 1]
+    candidates = sorted(_walk(fs, root, images_only))
+    nested = [rel for rel in candidates if "/" in rel]
     if (
         nested
-    ):  # ImageFolder: the first folder level names the class; root-level files are not images of it
-        folders = sorted({rel.parts[0] for rel, _ in nested})
+    ):  # ImageFolder: the first level names the class; files beside the folders are not images
+        folders = sorted({rel.split("/", 1)[0] for rel in nested})
         mapping, names = _label_mapping(folders, class_names, strict_labels, str(source))
-        records = [ImageRecord(url, mapping.get(rel.parts[0])) for rel, url in nested]
+        records = [
+            ImageRecord(
+                _url(fs, f"{root.rstrip('/')}/{rel}", source), mapping.get(rel.split("/", 1)[0])
+            )
+            for rel in nested
+        ]
         kind = "folder"
     else:
-        records = [ImageRecord(url, None) for _, url in candidates]
+        records = [
+            ImageRecord(_url(fs, f"{root.rstrip('/')}/{rel}", source), None) for rel in candidates
+        ]
         names, kind = (list(class_names) if class_names else None), "flat"
     if not records:
         raise DataError(f"{source} contains no images")
@@ -274,6 +270,26 @@ def load_images(
         for _ in progress(jobs, total=len(records), desc=desc, unit="img"):
             pass
     return out
+
+
+def _walk(fs, root: str, images_only: bool):
+    """Paths under ``root`` (relative, '/'-separated) of every non-hidden file or link, and of
+    directories named like images (which are not entered). One folder's listing at a time,
+    so that a million files do not become a million info dicts at once."""
+    root = root.rstrip("/")
+    for folder, dirs, files in fs.walk(root, detail=True):
+        prefix = folder.rstrip("/")[len(root) :].strip("/")
+        for name in list(dirs):
+            if name.startswith(".") or name.lower().endswith(IMAGE_EXTENSIONS):
+                del dirs[name]  # not entered
+                if not name.startswith("."):
+                    yield f"{prefix}/{name}" if prefix else name
+        for name in files:
+            if name.startswith(".") or (
+                images_only and not name.lower().endswith(IMAGE_EXTENSIONS)
+            ):
+                continue
+            yield f"{prefix}/{name}" if prefix else name
 
 
 def _url(fs, path: str, source) -> str:

@@ -182,3 +182,62 @@ def test_console_script_exit_codes():
         [sys.executable, "-m", "atlas.cli", "layers", "--bogus"], capture_output=True, text=True
     )
     assert usage.returncode == 2 and "No such option" in usage.stderr
+
+
+def test_extract_without_a_section_or_with_a_bad_layer_exits_2(capsys, tiny_world, tmp_path):
+    images, out = str(tiny_world / "test"), str(tmp_path / "s.zarr")
+    code, _, err = run(capsys, "extract", "--arch", "resnet18", "--images", images, "--out", out)
+    assert_one_line_error(code, err, "no extract section", "-s extract.layer=NAME")
+    code, _, err = run(
+        capsys,
+        "extract",
+        "--config",
+        DEMO_CONFIG,
+        "-s",
+        "extract.layer=block9",
+        "--images",
+        images,
+        "--out",
+        out,
+    )
+    assert_one_line_error(code, err, "unknown layer 'block9'")
+    code, _, err = run(
+        capsys, "extract", "--config", DEMO_CONFIG, "--images", str(tmp_path / "none"), "--out", out
+    )
+    assert_one_line_error(code, err, "image source not found")
+
+
+def test_extract_cli_writes_the_store_and_skipped_csv(capsys, tiny_world, tmp_path):
+    out = tmp_path / "run" / "acts.zarr"
+    args = [
+        "extract",
+        "--config",
+        DEMO_CONFIG,
+        "-s",
+        "model.input_size=32",
+        "-s",
+        "extract.limit=6",
+    ]
+    code, stdout, _ = run(
+        capsys,
+        *args,
+        "--images",
+        str(tiny_world / "test"),
+        "--out",
+        str(out),
+        "--scheduler",
+        "inline",
+    )
+    assert code == 0 and "6 images" in stdout
+    assert (tmp_path / "run" / "skipped.csv").read_text().strip() == "path,reason"
+    code, stdout, _ = run(
+        capsys,
+        *args,
+        "-s",
+        "extract.seed=5",
+        "--images",
+        str(tiny_world / "test"),
+        "--out",
+        str(out),
+    )
+    assert code == 2
