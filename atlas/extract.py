@@ -455,6 +455,11 @@ def _dask_client(scheduler: str | None, options: ExtractConfig, in_process: bool
     """A client of the cluster at ``scheduler``, or of a new local cluster (closed after)."""
     from dask.distributed import Client, LocalCluster
 
+    # Importing distributed sets its loggers to INFO; keep its routine chatter out of the
+    # terminal unless our own logging asks for that much detail.
+    logging.getLogger("distributed").setLevel(
+        logging.INFO if log.isEnabledFor(logging.INFO) else logging.ERROR
+    )
     if scheduler:
         with Client(scheduler) as client:
             yield client

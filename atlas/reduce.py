@@ -1,0 +1,241 @@
+"""Layout: activation vectors to 2-D with UMAP, fast enough for a million of them.
+
+umap-learn (McInnes, Healy & Melville, "UMAP: Uniform Manifold Approximation and
+Projection", 2018) is the reference and does the layout itself. What we add is the work
+around it, chosen by measurement (tests/benchmarks/reduce.py):
+
+1. read the vectors chunk by chunk (NumPy, memory-mapped ``.npy`` or Zarr), refusing
+   NaN/inf; for the cosine metric, scale each to unit length;
+2. collapse exact duplicates (ReLU layers yield many all-zero vectors): each distinct
+   vector is laid out once and its copies land on the very same spot;
+3. project to ``pca_dims`` principal components when there are more dimensions;
+4. find the exact nearest neighbours with faiss (on the GPU when there is one) and give
+   them to umap-learn as its precomputed kNN graph, skipping its own NN-descent;
+5. above ``fit_size`` distinct vectors, fit UMAP on a seeded sample of that size and
+   place every other vector where umap-learn's own ``transform`` starts it: at the
+   membership-weighted mean of its nearest fitted neighbours. At this scale the layout
+   optimization, not the neighbour search, is what costs (DESIGN.md's measurements), and
+   this keeps it at a fixed size whatever N is.
+
+The result is deterministic for a seed on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from atlas.errors import AtlasError
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 65_536  # rows read at a time from a memory-mapped or Zarr array
+
+
+class NonFiniteError(AtlasError, ValueError):
+    """Activations contain NaN or infinity."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+@dataclass(frozen=True)
+class LayoutInfo:
+    """What a layout run did, recorded beside the coordinates."""
+
+    n: int
+    distinct: int
+    fitted: int
+    dims: int
+    n_neighbors: int
+    min_dist: float
+    metric: str
+    seed: int
+    pca_dims: int
+    fit_size: int
+
+
+def umap_layout(
+    x,
+    *,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "cosine",
+    seed: int = 0,
+    pca_dims: int = 64,
+    fit_size: int = 20_000,
+    n_epochs: int | None = None,
+) -> np.ndarray:
+    """2-D UMAP coordinates (N, 2) float32 of the rows of ``x`` (any (N, D) array-like:
+    NumPy, memory-mapped ``.npy``, Zarr). Raises :class:`NonFiniteError` naming the first
+    bad row. See the module docstring for the method."""
+    return umap_layout_info(
+        x,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        seed=seed,
+        pca_dims=pca_dims,
+        fit_size=fit_size,
+        n_epochs=n_epochs,
+    )[0]
+
+
+def umap_layout_info(
+    x,
+    *,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "cosine",
+    seed: int = 0,
+    pca_dims: int = 64,
+    fit_size: int = 20_000,
+    n_epochs: int | None = None,
+) -> tuple[np.ndarray, LayoutInfo]:
+    """:func:`umap_layout`, also returning what it did (:class:`LayoutInfo`)."""
+    if metric not in ("cosine", "euclidean"):
+        raise AtlasError(f"unknown metric {metric!r} (valid: cosine, euclidean)")
+    vectors = read_vectors(x, normalize=metric == "cosine")
+    n, dims = vectors.shape
+    distinct, inverse = _distinct_rows(vectors)
+    del vectors
+    m = len(distinct)
+    reduced = _pca(distinct, pca_dims, seed) if dims > pca_dims else distinct
+    if metric == "cosine" and reduced is not distinct:
+        reduced = _unit(reduced)
+    k = max(2, min(n_neighbors, m - 1))
+    fitted = min(m, fit_size)
+    info = LayoutInfo(n, m, fitted, dims, k, min_dist, metric, seed, pca_dims, fit_size)
+    if m < 4:  # too few distinct points for a neighbour graph: spread them evenly
+        layout = np.zeros((m, 2), np.float32)
+        layout[:, 0] = np.linspace(0, 1, m) if m > 1 else 0.5
+        return layout[inverse], info
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(m, fitted, replace=False)) if fitted < m else np.arange(m)
+    base = np.ascontiguousarray(reduced[sample])
+    knn_index, knn_dist = exact_knn(base, base, k + 1)
+    embedding = _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, n_epochs)
+    layout = np.empty((m, 2), np.float32)
+    layout[sample] = embedding
+    if fitted < m:
+        rest = np.setdiff1d(np.arange(m), sample, assume_unique=True)
+        for start in range(0, len(rest), READ_CHUNK):
+            rows = rest[start : start + READ_CHUNK]
+            index, dist = exact_knn(base, np.ascontiguousarray(reduced[rows]), k)
+            layout[rows] = _place(embedding, index, dist)
+    return layout[inverse], info
+
+
+def normalize_layout(
+    xy: np.ndarray, *, clip: tuple[float, float] = (1, 99), margin: float = 0.05
+) -> np.ndarray:
+    """Map a layout into [0, 1]^2 as the Distill atlas does: clip each axis to its
+    percentiles ``clip``, then scale so the points fill [margin, 1 - margin]."""
+    xy = np.asarray(xy, dtype=np.float64)
+    low = np.percentile(xy, clip[0], axis=0)
+    high = np.percentile(xy, clip[1], axis=0)
+    span = np.where(high - low > 0, high - low, 1.0)
+    unit = (np.clip(xy, low, high) - low) / span
+    return (margin + unit * (1 - 2 * margin)).astype(np.float32)
+
+
+def read_vectors(
+    x, *, normalize: bool, rows: Sequence[int] | None = None, names=None
+) -> np.ndarray:
+    """The rows of ``x`` as one float32 array, read in chunks; unit length when
+    ``normalize`` (zero rows stay zero). Raises :class:`NonFiniteError` on NaN/inf,
+    naming the row (or ``names[row]`` when given)."""
+    n = len(x) if rows is None else len(rows)
+    dims = x.shape[1]
+    out = np.empty((n, dims), np.float32)
+    for start in range(0, n, READ_CHUNK):
+        stop = min(start + READ_CHUNK, n)
+        chunk = np.asarray(
+            x[start:stop] if rows is None else x[np.asarray(rows[start:stop])], dtype=np.float32
+        )
+        bad = ~np.isfinite(chunk).all(axis=1)
+        if bad.any():
+            row = start + int(np.flatnonzero(bad)[0])
+            source = int(rows[row]) if rows is not None else row
+            what = f"{names[source]} (sample {source})" if names is not None else f"sample {source}"
+            raise NonFiniteError(f"activations of {what} contain NaN or infinity", source)
+        out[start:stop] = _unit(chunk) if normalize else chunk
+    return out
+
+
+def exact_knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``base`` for each query, by Euclidean distance (on unit
+    vectors: the cosine order). Returns indices (Q, k) int64 and distances (Q, k) float32."""
+    import faiss
+
+    index = faiss.IndexFlatL2(base.shape[1])
+    if faiss.get_num_gpus() > 0:  # pragma: no cover - exercised on GPU machines only
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(base)
+    distances, indices = index.search(queries, min(k, len(base)))
+    return indices.astype(np.int64), np.sqrt(np.maximum(distances, 0)).astype(np.float32)
+
+
+def _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, n_epochs) -> np.ndarray:
+    import umap
+
+    # Each row's own index comes first in its neighbour list, as umap-learn expects.
+    reducer = umap.UMAP(
+        n_neighbors=k + 1,
+        min_dist=min_dist,
+        metric="euclidean",
+        random_state=seed,
+        precomputed_knn=(knn_index, knn_dist, None),
+        n_epochs=n_epochs,
+        verbose=False,
+    )
+    return reducer.fit_transform(base).astype(np.float32)
+
+
+def _place(embedding: np.ndarray, index: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Positions at the membership-weighted mean of the neighbours' positions, with UMAP's
+    fuzzy weights exp(-(d - d_nearest) / sigma), sigma the neighbours' mean distance gap."""
+    gap = dist - dist[:, :1]
+    sigma = np.maximum(gap.mean(axis=1, keepdims=True), 1e-6)
+    weights = np.exp(-gap / sigma)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.einsum("qk,qkd->qd", weights, embedding[index]).astype(np.float32)
+
+
+def _distinct_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows (in order of first appearance) and, per row, its distinct index."""
+    contiguous = np.ascontiguousarray(vectors)
+    keys = contiguous.view(
+        np.dtype((np.void, contiguous.dtype.itemsize * contiguous.shape[1]))
+    ).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # keep first-appearance order: results do not depend on byte order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return contiguous[first[order]], rank[inverse.ravel()]
+
+
+def _pca(vectors: np.ndarray, dims: int, seed: int) -> np.ndarray:
+    """Project onto the top ``dims`` principal axes, fitted on up to 100k rows."""
+    rng = np.random.default_rng(seed)
+    fit = (
+        vectors
+        if len(vectors) <= 100_000
+        else vectors[np.sort(rng.choice(len(vectors), 100_000, replace=False))]
+    )
+    mean = fit.mean(axis=0, dtype=np.float64).astype(np.float32)
+    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    axes = vt[:dims].T.astype(np.float32)
+    out = np.empty((len(vectors), dims), np.float32)
+    for start in range(0, len(vectors), READ_CHUNK):
+        out[start : start + READ_CHUNK] = (vectors[start : start + READ_CHUNK] - mean) @ axes
+    return out
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
