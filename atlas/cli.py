@@ -217,6 +217,35 @@ def extract(config: Config, images: str, out: str, scheduler: str | None, overwr
     )
 
 
+@cli.command("reduce")
+@config_options
+@click.option("--store", required=True, help="The run's activation store (from atlas extract).")
+@click.option("--out", required=True, help="The layout store to write.")
+def reduce(config: Config, store: str, out: str) -> None:
+    """Lay out a layer's activations in 2-D with UMAP (normalized to [0, 1])."""
+    from atlas.reduce import reduce_store
+
+    info = reduce_store(store, out, config.reduce)
+    click.echo(
+        f"laid out {info.n} samples ({info.distinct} distinct, UMAP fitted on {info.fitted}) "
+        f"into {out}"
+    )
+
+
+@cli.command("grid")
+@config_options
+@click.option("--store", required=True, help="The run's activation store.")
+@click.option("--layout", required=True, help="The layout store (from atlas reduce).")
+@click.option("--out", required=True, help="The grid store to write.")
+def grid(config: Config, store: str, layout: str, out: str) -> None:
+    """Average the laid-out activations over square cells at several zoom levels."""
+    from atlas.grid import grid_store
+
+    levels = grid_store(store, layout, out, config.grid)
+    filled = ", ".join(f"{size}x{size}: {len(level.occupied())}" for size, level in levels.items())
+    click.echo(f"cells with samples per level: {filled}; wrote {out}")
+
+
 @cli.command("layers")
 @model_options
 @config_options

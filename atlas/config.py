@@ -169,6 +169,43 @@ class ExtractConfig(Section):
         return value
 
 
+class ReduceConfig(Section):
+    """The 2-D layout of one layer's activations (``atlas reduce``); see atlas/reduce.py."""
+
+    layer: str | None = Field(default=None, description="default: the store's only layer")
+    n_neighbors: int = Field(default=15, ge=2)
+    min_dist: float = Field(default=0.1, ge=0)
+    metric: Literal["cosine", "euclidean"] = "cosine"
+    seed: int = 0
+    pca_dims: PositiveInt = Field(default=64, description="principal components kept before kNN")
+    fit_size: PositiveInt = Field(
+        default=10_000, description="UMAP is fitted on this many samples; the rest are placed"
+    )
+    n_epochs: PositiveInt = 200
+    clip: tuple[float, float] = Field(default=(1.0, 99.0), description="percentiles kept per axis")
+    margin: float = Field(default=0.05, ge=0, lt=0.5)
+
+
+class GridConfig(Section):
+    """Cells at several zoom levels (``atlas grid``); see atlas/grid.py."""
+
+    levels: list[PositiveInt] = Field(
+        default_factory=lambda: [10, 20, 40], description="cells per side; each divides the largest"
+    )
+    min_count: PositiveInt = Field(default=3, description="cells with fewer samples stay empty")
+    top_k: PositiveInt = Field(default=5, description="top classes and labels kept per cell")
+    exemplars: int = Field(default=8, ge=0, description="samples nearest each cell's mean")
+
+    @field_validator("levels")
+    @classmethod
+    def _nesting(cls, levels):
+        finest = max(levels)
+        bad = [v for v in levels if finest % v]
+        if bad:
+            raise ValueError(f"level {bad[0]} does not divide the finest level {finest}")
+        return sorted(set(levels))
+
+
 class Config(Section):
     """A whole run: the model and one section per stage."""
 
@@ -176,6 +213,8 @@ class Config(Section):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     extract: ExtractConfig | None = None
+    reduce: ReduceConfig = ReduceConfig()
+    grid: GridConfig = GridConfig()
 
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections (all when none are named)."""

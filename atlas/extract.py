@@ -86,12 +86,36 @@ def probe_layers(loaded: LoadedModel, options: ExtractConfig) -> tuple[LayerGeom
                 f"layer {name!r} outputs {shape}; extract needs (N, C, H, W) or (N, C)"
             )
         if output.dim() == 2:
-            geometries.append(LayerGeometry(name, output.shape[1], 0, 0, 1))
+            geometries.append(LayerGeometry(name, output.shape[1], 0, 0, 1, size))
             continue
         _, channels, height, width = output.shape
         per_image = {"all": min(height * width, options.max_positions)}.get(options.sampling, 1)
-        geometries.append(LayerGeometry(name, channels, height, width, per_image))
+        field = receptive_field(loaded, name)
+        geometries.append(LayerGeometry(name, channels, height, width, per_image, size, field))
     return tuple(geometries)
+
+
+def receptive_field(loaded: LoadedModel, layer: str, trials: int = 4) -> tuple[int, int, int, int]:
+    """The input box (y0, x0, y1, x1) that the layer's central position depends on,
+    measured: where the gradient of that position's activations with respect to random
+    inputs is non-zero (union over a few inputs, since ReLUs and max-pools route it)."""
+    size = loaded.preprocessing.input_size
+    generator = torch.Generator().manual_seed(0)
+    support = torch.zeros(size, size, dtype=torch.bool)
+    for _ in range(trials):
+        image = (
+            torch.randn(1, 3, size, size, generator=generator).to(loaded.device).requires_grad_()
+        )
+        with capture(loaded.module, [layer], detach=False) as outputs:
+            loaded.module(image)
+        output = outputs[layer]
+        centre = output[0, :, output.shape[2] // 2, output.shape[3] // 2]
+        (grad,) = torch.autograd.grad(centre.sum(), image)
+        support |= (grad[0].abs().sum(dim=0) > 0).cpu()
+    rows, cols = torch.nonzero(support.any(dim=1)), torch.nonzero(support.any(dim=0))
+    if len(rows) == 0:
+        return (0, 0, size, size)
+    return (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
 
 
 def sample_positions(

@@ -23,6 +23,7 @@ The result is deterministic for a seed on the CPU.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -104,9 +105,9 @@ def umap_layout_info(
     distinct, inverse = _distinct_rows(vectors)
     del vectors
     m = len(distinct)
-    reduced = _pca(distinct, pca_dims, seed) if dims > pca_dims else distinct
+    reduced = _pca(distinct, pca_dims) if dims > pca_dims else distinct
     if metric == "cosine" and reduced is not distinct:
-        reduced = _unit(reduced)
+        reduced = unit_rows(reduced)
     k = max(2, min(n_neighbors, m - 1))
     fitted = min(m, fit_size)
     info = LayoutInfo(n, m, fitted, dims, k, min_dist, metric, seed, pca_dims, fit_size)
@@ -163,7 +164,7 @@ def read_vectors(
             source = int(rows[row]) if rows is not None else row
             what = f"{names[source]} (sample {source})" if names is not None else f"sample {source}"
             raise NonFiniteError(f"activations of {what} contain NaN or infinity", source)
-        out[start:stop] = _unit(chunk) if normalize else chunk
+        out[start:stop] = unit_rows(chunk) if normalize else chunk
     return out
 
 
@@ -193,7 +194,12 @@ def _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, n_epochs) -> np.ndar
         n_epochs=n_epochs,
         verbose=False,
     )
-    return reducer.fit_transform(base).astype(np.float32)
+    with warnings.catch_warnings():
+        # Expected here: a seed makes umap-learn single-threaded, and a precomputed kNN
+        # graph leaves it no search index (we place new points ourselves).
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        warnings.filterwarnings("ignore", message="precomputed_knn", category=UserWarning)
+        return reducer.fit_transform(base).astype(np.float32)
 
 
 def _place(embedding: np.ndarray, index: np.ndarray, dist: np.ndarray) -> np.ndarray:
@@ -219,23 +225,102 @@ def _distinct_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return contiguous[first[order]], rank[inverse.ravel()]
 
 
-def _pca(vectors: np.ndarray, dims: int, seed: int) -> np.ndarray:
-    """Project onto the top ``dims`` principal axes, fitted on up to 100k rows."""
-    rng = np.random.default_rng(seed)
-    fit = (
-        vectors
-        if len(vectors) <= 100_000
-        else vectors[np.sort(rng.choice(len(vectors), 100_000, replace=False))]
-    )
-    mean = fit.mean(axis=0, dtype=np.float64).astype(np.float32)
-    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
-    axes = vt[:dims].T.astype(np.float32)
-    out = np.empty((len(vectors), dims), np.float32)
-    for start in range(0, len(vectors), READ_CHUNK):
+def _pca(vectors: np.ndarray, dims: int) -> np.ndarray:
+    """Project onto the top ``dims`` principal axes: the eigenvectors of the covariance,
+    accumulated chunk by chunk (one D x D matrix, however many rows)."""
+    n, d = vectors.shape
+    mean = np.zeros(d, np.float64)
+    for start in range(0, n, READ_CHUNK):
+        mean += vectors[start : start + READ_CHUNK].sum(axis=0, dtype=np.float64)
+    mean = (mean / n).astype(np.float32)
+    scatter = np.zeros((d, d), np.float64)
+    for start in range(0, n, READ_CHUNK):
+        centred = vectors[start : start + READ_CHUNK] - mean
+        scatter += centred.T @ centred
+    _, eigenvectors = np.linalg.eigh(scatter)  # ascending eigenvalues
+    axes = eigenvectors[:, ::-1][:, :dims].astype(np.float32)
+    axes *= np.where(axes[np.abs(axes).argmax(axis=0), np.arange(dims)] < 0, -1, 1)  # fixed signs
+    out = np.empty((n, dims), np.float32)
+    for start in range(0, n, READ_CHUNK):
         out[start : start + READ_CHUNK] = (vectors[start : start + READ_CHUNK] - mean) @ axes
     return out
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def reduce_store(run_url: str, layout_url: str, options) -> LayoutInfo:
+    """Lay out one layer of a run store and write the layout store (see
+    :mod:`atlas.store.maps`): ``options`` is a :class:`atlas.config.ReduceConfig`."""
+    from atlas.store import open_run
+    from atlas.store.maps import write_layout
+
+    store = open_run(run_url)
+    layer = store.layer(options.layer)
+    valid = np.flatnonzero(layer["valid"][:])
+    if len(valid) == 0:
+        raise AtlasError(f"{run_url} has no usable samples to lay out")
+    names = layer["path"]
+    vectors = _Rows(layer["acts"], valid, names)
+    raw, info = umap_layout_info(
+        vectors,
+        n_neighbors=options.n_neighbors,
+        min_dist=options.min_dist,
+        metric=options.metric,
+        seed=options.seed,
+        pca_dims=options.pca_dims,
+        fit_size=options.fit_size,
+        n_epochs=options.n_epochs,
+    )
+    n = layer["acts"].shape[0]
+    full_raw = np.full((n, 2), np.nan, np.float32)
+    full_xy = np.full((n, 2), np.nan, np.float32)
+    full_raw[valid] = raw
+    full_xy[valid] = normalize_layout(raw, clip=tuple(options.clip), margin=options.margin)
+    write_layout(
+        layout_url,
+        full_xy,
+        full_raw,
+        {
+            "layer": layer.basename,
+            "run": run_url,
+            "run_identity": store.meta["identity_hash"],
+            "reducer": {
+                **info.__dict__,
+                "clip": list(options.clip),
+                "margin": options.margin,
+                "n_epochs": options.n_epochs,
+            },
+        },
+    )
+    return info
+
+
+class _Rows:
+    """The valid rows of a stored array, readable in chunks like an array (for
+    :func:`read_vectors`), with the image paths for error messages."""
+
+    def __init__(self, array, rows: np.ndarray, names) -> None:
+        self.array, self.rows, self.names = array, rows, names
+        self.shape = (len(rows), array.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        wanted = self.rows[index]
+        if len(wanted) == 0:
+            return np.empty((0, self.shape[1]), np.float32)
+        block = self.array[wanted[0] : wanted[-1] + 1]  # one contiguous read, then pick
+        values = np.asarray(block)[wanted - wanted[0]]
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            sample = int(wanted[np.flatnonzero(bad)[0]])
+            raise NonFiniteError(
+                f"activations of {self.names[sample]} (sample {sample}) contain NaN or infinity",
+                sample,
+            )
+        return values

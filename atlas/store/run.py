@@ -1,4 +1,4 @@
-"""The run's Zarr store: the one module that knows array names and the layout.
+"""The run's Zarr store, as extraction writes it.
 
 One Zarr v3 group per run. The root holds the image index and the bookkeeping:
 
@@ -46,17 +46,32 @@ class StoreMismatchError(AtlasError, ValueError):
 
 @dataclass(frozen=True)
 class LayerGeometry:
-    """A layer's output shape per image and how many samples each image gives."""
+    """A layer's output shape per image, how many samples each image gives, and the
+    receptive field of its central position: the input box (y0, x0, y1, x1) it sees."""
 
     name: str
     channels: int
     height: int  # 0 for a vector (C,) output
     width: int
     samples_per_image: int
+    input_size: int = 0
+    field: tuple[int, int, int, int] | None = None
 
     @property
     def spatial(self) -> bool:
         return self.height > 0
+
+    def crop_box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """The input box (x0, y0, x1, y1), in pixels, that position (y, x) sees: the
+        central field shifted by the layer's stride, clipped to the image. The whole
+        image for the spatial mean (y < 0) or a vector layer."""
+        size = self.input_size
+        if not self.spatial or self.field is None or y < 0:
+            return (0, 0, size, size)
+        y0, x0, y1, x1 = self.field
+        dy = round((y - self.height // 2) * size / self.height)
+        dx = round((x - self.width // 2) * size / self.width)
+        return (max(0, x0 + dx), max(0, y0 + dy), min(size, x1 + dx), min(size, y1 + dy))
 
 
 @dataclass(frozen=True)
@@ -88,7 +103,7 @@ class RunStore:
         self.layout = RunLayout(
             n_images=meta["n_images"],
             chunk_size=meta["chunk_size"],
-            layers=tuple(LayerGeometry(**g) for g in meta["layers"]),
+            layers=tuple(_geometry(g) for g in meta["layers"]),
             topk=meta["topk"],
             attribution_slots=meta["attribution_slots"],
         )
@@ -269,6 +284,11 @@ def sibling(url: str, name: str) -> str:
     """The path of ``name`` in the same folder as ``url`` (local path or fsspec URL)."""
     head, sep, _ = url.rstrip("/").rpartition("/")
     return f"{head}{sep}{name}" if sep else name
+
+
+def _geometry(fields: Mapping[str, Any]) -> LayerGeometry:
+    field = fields.get("field")
+    return LayerGeometry(**{**fields, "field": tuple(field) if field else None})
 
 
 def _array(group, name, shape, chunks, dtype, dims, fill) -> zarr.Array:

@@ -1,0 +1,286 @@
+"""Grid: the layout binned into square cells at several zoom levels, and what each holds.
+
+Per cell and level: how many samples fall in it, their mean activation vector (what the
+renderer will visualize), the classes its samples push hardest by summed attribution and
+the commonest labels, and its exemplars, the members nearest the cell's mean. As in the
+activation-atlas papers (Carter et al., Distill 2019), a cell with fewer than
+``min_count`` samples is left empty.
+
+Everything is accumulated chunk by chunk in one vectorized pass (and a second pass for
+exemplars), so a million samples never sit in memory at once. Levels are binned from the
+finest one, so they nest exactly: a coarse cell holds precisely its children's samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from atlas.errors import AtlasError
+from atlas.reduce import unit_rows
+
+CHUNK = 65_536
+
+
+@dataclass
+class GridLevel:
+    """One zoom level: ``size`` x ``size`` cells, cell id = row * size + column, where row
+    0 is the bottom of the layout (small y) and column 0 its left (small x)."""
+
+    size: int
+    count: np.ndarray  # (cells,) int64, zero where empty
+    mean: np.ndarray  # (cells, channels) float32, zero where empty
+    top_class: np.ndarray  # (cells, k) int32, -1 where there are fewer classes
+    top_class_attribution: np.ndarray  # (cells, k) float32, summed attribution
+    top_class_share: np.ndarray  # (cells, k) float32, of the cell's positive attribution
+    top_label: np.ndarray  # (cells, k) int32
+    top_label_count: np.ndarray  # (cells, k) int64
+    exemplar: np.ndarray  # (cells, e) int64 sample indices, nearest the mean first; -1 pads
+    exemplar_distance: np.ndarray  # (cells, e) float32, cosine distance to the mean
+
+    @property
+    def cells(self) -> int:
+        return self.size * self.size
+
+    def occupied(self) -> np.ndarray:
+        return np.flatnonzero(self.count > 0)
+
+
+def check_levels(levels: Sequence[int]) -> list[int]:
+    """Levels sorted coarse to fine; each must divide the finest so that they nest."""
+    levels = sorted(set(int(v) for v in levels))
+    if not levels or levels[0] < 1:
+        raise AtlasError("grid levels must be positive integers")
+    finest = levels[-1]
+    bad = [v for v in levels if finest % v]
+    if bad:
+        raise AtlasError(
+            f"grid level {bad[0]} does not divide the finest level {finest}: levels must nest"
+        )
+    return levels
+
+
+def cell_of(xy: np.ndarray, size: int, finest: int) -> np.ndarray:
+    """Cell ids at level ``size`` of points in [0, 1]^2, binned through the finest level."""
+    fine = np.clip(np.floor(np.asarray(xy, np.float64) * finest), 0, finest - 1).astype(np.int64)
+    factor = finest // size
+    return (fine[:, 1] // factor) * size + fine[:, 0] // factor
+
+
+def grid_levels(
+    acts,
+    xy: np.ndarray,
+    *,
+    levels: Sequence[int],
+    valid: np.ndarray | None = None,
+    attribution=None,
+    attribution_class=None,
+    labels: np.ndarray | None = None,
+    num_classes: int,
+    min_count: int = 1,
+    top_k: int = 5,
+    exemplars: int = 8,
+) -> dict[int, GridLevel]:
+    """Aggregate samples into cells at each level.
+
+    ``acts`` (N, C) and ``attribution``/``attribution_class`` (N, S) may be Zarr or memory
+    mapped; they are read in chunks. ``xy`` (N, 2) is the layout in [0, 1]; samples that
+    are not ``valid`` (or whose xy is NaN) are left out. Returns {size: GridLevel}.
+    """
+    levels = check_levels(levels)
+    finest = levels[-1]
+    n, channels = acts.shape
+    keep = (
+        np.isfinite(xy).all(axis=1)
+        if valid is None
+        else (np.asarray(valid, bool) & np.isfinite(xy).all(axis=1))
+    )
+    cells = {size: np.where(keep, cell_of(np.nan_to_num(xy), size, finest), -1) for size in levels}
+    sums = {size: np.zeros((size * size, channels), np.float64) for size in levels}
+    class_sums = {size: np.zeros((size * size, num_classes), np.float64) for size in levels}
+    positive = {size: np.zeros(size * size, np.float64) for size in levels}
+    label_counts = {size: np.zeros((size * size, num_classes), np.int64) for size in levels}
+
+    for start in range(0, n, CHUNK):
+        rows = slice(start, min(start + CHUNK, n))
+        block = np.asarray(acts[rows], np.float32)
+        for size in levels:
+            member = _membership(cells[size][rows], size * size)
+            sums[size] += member @ block
+            if attribution is not None:
+                values = np.asarray(attribution[rows], np.float64)
+                classes = np.asarray(attribution_class[rows])
+                _scatter_classes(
+                    class_sums[size], positive[size], cells[size][rows], values, classes
+                )
+            if labels is not None:
+                _scatter_labels(label_counts[size], cells[size][rows], np.asarray(labels[rows]))
+
+    result = {}
+    for size in levels:
+        count = np.bincount(cells[size][cells[size] >= 0], minlength=size * size)
+        count = np.where(count >= min_count, count, 0)
+        mean = np.where(count[:, None] > 0, sums[size] / np.maximum(count, 1)[:, None], 0).astype(
+            np.float32
+        )
+        top_class, top_value = _top(class_sums[size], top_k, count)
+        share = np.where(
+            positive[size][:, None] > 0,
+            np.maximum(top_value, 0) / np.maximum(positive[size][:, None], 1e-30),
+            0,
+        )
+        top_label, top_label_count = _top(label_counts[size], top_k, count)
+        result[size] = GridLevel(
+            size=size,
+            count=count,
+            mean=mean,
+            top_class=top_class,
+            top_class_attribution=top_value.astype(np.float32),
+            top_class_share=share.astype(np.float32),
+            top_label=top_label,
+            top_label_count=np.where(top_label >= 0, top_label_count, 0).astype(np.int64),
+            exemplar=np.full((size * size, exemplars), -1, np.int64),
+            exemplar_distance=np.full((size * size, exemplars), np.inf, np.float32),
+        )
+        cells[size] = np.where(count[np.maximum(cells[size], 0)] > 0, cells[size], -1)
+    if exemplars:
+        _find_exemplars(acts, cells, result, exemplars)
+    return result
+
+
+def whitening(acts, *, valid: np.ndarray | None = None, ridge: float = 1e-3) -> np.ndarray:
+    """The inverse of the activations' second-moment matrix (A^T A / N), as the activation
+    atlas uses to whiten a cell's direction before rendering it; a small ridge, relative
+    to the mean eigenvalue, keeps it finite when channels are dead or collinear."""
+    n, channels = acts.shape
+    moment = np.zeros((channels, channels), np.float64)
+    used = 0
+    for start in range(0, n, CHUNK):
+        block = np.asarray(acts[start : start + CHUNK], np.float64)
+        if valid is not None:
+            block = block[np.asarray(valid[start : start + CHUNK], bool)]
+        moment += block.T @ block
+        used += len(block)
+    moment /= max(used, 1)
+    moment += np.eye(channels) * ridge * max(np.trace(moment) / channels, 1e-12)
+    return np.linalg.inv(moment).astype(np.float32)
+
+
+def _membership(cells: np.ndarray, n_cells: int) -> sparse.csr_matrix:
+    """A (cells x rows) 0/1 matrix: multiplying it by per-row values sums them per cell."""
+    rows = np.flatnonzero(cells >= 0)
+    data = np.ones(len(rows), np.float64)
+    return sparse.csr_matrix((data, (cells[rows], rows)), shape=(n_cells, len(cells)))
+
+
+def _scatter_classes(sums, positive, cells, values, classes) -> None:
+    inside = cells >= 0
+    cells, values, classes = cells[inside], values[inside], classes[inside]
+    ok = classes >= 0
+    np.add.at(sums, (np.broadcast_to(cells[:, None], classes.shape)[ok], classes[ok]), values[ok])
+    np.add.at(positive, cells, np.where(ok, np.maximum(values, 0), 0).sum(axis=1))
+
+
+def _scatter_labels(counts, cells, labels) -> None:
+    ok = (cells >= 0) & (labels >= 0)
+    np.add.at(counts, (cells[ok], labels[ok]), 1)
+
+
+def _top(values: np.ndarray, k: int, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k largest columns (largest first) and their values; -1 for empty rows
+    or columns whose value is zero (a class no sample in the cell touched)."""
+    k = min(k, values.shape[1])
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(values, order, axis=1)
+    missing = (count[:, None] == 0) | (top == 0)
+    return np.where(missing, -1, order).astype(np.int32), np.where(missing, 0, top)
+
+
+def _find_exemplars(
+    acts, cells: dict[int, np.ndarray], result: dict[int, GridLevel], keep: int
+) -> None:
+    """Second pass: per cell, the ``keep`` members with the smallest cosine distance to
+    the cell's mean, merged chunk by chunk."""
+    n = acts.shape[0]
+    unit_means = {size: unit_rows(level.mean) for size, level in result.items()}
+    for start in range(0, n, CHUNK):
+        block = unit_rows(np.asarray(acts[start : start + CHUNK], np.float32))
+        index = np.arange(start, start + len(block))
+        for size, level in result.items():
+            member = cells[size][start : start + len(block)]
+            inside = member >= 0
+            if not inside.any():
+                continue
+            cell = member[inside]
+            distance = 1 - np.einsum("ij,ij->i", block[inside], unit_means[size][cell])
+            _merge_best(level, cell, index[inside], distance.astype(np.float32), keep)
+
+
+def _merge_best(level: GridLevel, cell, index, distance, keep) -> None:
+    touched = np.unique(cell)
+    old_cell = np.repeat(touched, keep)
+    old_index = level.exemplar[touched].ravel()
+    old_distance = level.exemplar_distance[touched].ravel()
+    all_cell = np.concatenate([old_cell, cell])
+    all_index = np.concatenate([old_index, index])
+    all_distance = np.concatenate([old_distance, distance])
+    order = np.lexsort((all_index, all_distance, all_cell))  # by cell, then distance, then index
+    all_cell, all_index, all_distance = all_cell[order], all_index[order], all_distance[order]
+    starts = np.searchsorted(all_cell, touched)
+    rank = np.arange(len(all_cell)) - np.repeat(starts, np.diff(np.append(starts, len(all_cell))))
+    best = rank < keep
+    level.exemplar[all_cell[best], rank[best]] = all_index[best]
+    level.exemplar_distance[all_cell[best], rank[best]] = all_distance[best]
+
+
+def grid_store(run_url: str, layout_url: str, grid_url: str, options) -> dict[int, GridLevel]:
+    """Grid a laid-out layer of a run store and write the grid store (see
+    :mod:`atlas.store.maps`): ``options`` is a :class:`atlas.config.GridConfig`."""
+    from atlas.store import open_run
+    from atlas.store.maps import read_layout, write_grid
+
+    store = open_run(run_url)
+    xy, layout_attrs = read_layout(layout_url)
+    layer = store.layer(layout_attrs["layer"])
+    if layout_attrs.get("run_identity") != store.meta["identity_hash"]:
+        raise AtlasError(
+            f"{layout_url} was made from another run than {run_url}: run `atlas reduce` again"
+        )
+    geometry = store.geometry(layout_attrs["layer"])
+    class_names = store.meta["class_names"]
+    has_attribution = "attribution" in layer
+    levels = grid_levels(
+        layer["acts"],
+        xy,
+        levels=options.levels,
+        valid=layer["valid"][:],
+        attribution=layer["attribution"] if has_attribution else None,
+        attribution_class=layer["attribution_class"] if has_attribution else None,
+        labels=layer["label"][:],
+        num_classes=len(class_names),
+        min_count=options.min_count,
+        top_k=options.top_k,
+        exemplars=options.exemplars,
+    )
+    positions = layer["pos"][:]
+    boxes = {}
+    for size, level in levels.items():
+        box = np.zeros((*level.exemplar.shape, 4), np.int32)
+        for (cell, slot), sample in np.ndenumerate(level.exemplar):
+            if sample >= 0:
+                box[cell, slot] = geometry.crop_box(*positions[sample])
+        boxes[size] = box
+    attrs = {
+        "layer": layout_attrs["layer"],
+        "run": run_url,
+        "run_identity": store.meta["identity_hash"],
+        "layout": layout_url,
+        "class_names": class_names,
+        "min_count": options.min_count,
+        "input_size": geometry.input_size,
+    }
+    write_grid(grid_url, levels, boxes, whitening(layer["acts"], valid=layer["valid"][:]), attrs)
+    return levels
