@@ -108,7 +108,7 @@ def umap_layout_info(
     reduced = _pca(distinct, pca_dims) if dims > pca_dims else distinct
     if metric == "cosine" and reduced is not distinct:
         reduced = unit_rows(reduced)
-    k = max(2, min(n_neighbors, m - 1))
+    k = max(2, min(n_neighbors, m - 2))  # plus each point itself: under m neighbours
     fitted = min(m, fit_size)
     info = LayoutInfo(n, m, fitted, dims, k, min_dist, metric, seed, pca_dims, fit_size)
     if m < 4:  # too few distinct points for a neighbour graph: spread them evenly
@@ -150,7 +150,7 @@ def read_vectors(
     """The rows of ``x`` as one float32 array, read in chunks; unit length when
     ``normalize`` (zero rows stay zero). Raises :class:`NonFiniteError` on NaN/inf,
     naming the row (or ``names[row]`` when given)."""
-    n = len(x) if rows is None else len(rows)
+    n = x.shape[0] if rows is None else len(rows)
     dims = x.shape[1]
     out = np.empty((n, dims), np.float32)
     for start in range(0, n, READ_CHUNK):

@@ -44,3 +44,27 @@ def demo_run(tmp_path_factory):
         == 0
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny_world, tmp_path_factory):
+    """An activation store of the tiny world's training split (DemoCNN, random weights)."""
+    from atlas.config import ExtractConfig, ModelSpec
+    from atlas.demo.world import CLASS_NAMES
+    from atlas.extract import extract
+
+    spec = ModelSpec(
+        arch="atlas.demo.net:DemoCNN",
+        num_classes=10,
+        input_size=32,
+        class_names=sorted(CLASS_NAMES),
+    )
+    url = str(tmp_path_factory.mktemp("store") / "acts.zarr")
+    extract(
+        str(tiny_world / "train"),
+        url,
+        spec,
+        ExtractConfig(layer="block3", chunk_size=32),
+        scheduler="inline",
+    )
+    return url

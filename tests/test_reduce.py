@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import zarr
+from sklearn.manifold import trustworthiness
+
+from atlas.reduce import NonFiniteError, normalize_layout, umap_layout, umap_layout_info
+
+
+def clusters(n=1500, dims=48, k=5, seed=0, spread=0.6):
+    """Activation-like data: ReLU of points around k well-separated centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2, (k, dims))
+    labels = rng.integers(0, k, n)
+    return np.maximum(centres[labels] + rng.normal(0, spread, (n, dims)), 0).astype(
+        np.float32
+    ), labels
+
+
+def label_agreement(xy, labels, k=10):
+    from sklearn.neighbors import NearestNeighbors
+
+    index = NearestNeighbors(n_neighbors=k + 1).fit(xy).kneighbors(xy, return_distance=False)[:, 1:]
+    return (labels[index] == labels[:, None]).mean()
+
+
+def test_known_clusters_stay_separated():
+    x, labels = clusters()
+    xy = umap_layout(x)
+    assert xy.shape == (1500, 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    assert label_agreement(xy, labels) > 0.95  # chance is 0.2
+
+
+def test_fitting_a_sample_and_placing_the_rest_keeps_the_clusters():
+    x, labels = clusters(n=3000)
+    xy, info = umap_layout_info(x, fit_size=600)
+    assert info.fitted == 600 and info.distinct == 3000
+    assert label_agreement(xy, labels) > 0.95
+
+
+def test_duplicates_and_zero_vectors_land_together():
+    x, _ = clusters(n=600)
+    x[100:160] = 0  # dead ReLU samples
+    x[300:320] = x[299]  # exact copies
+    xy, info = umap_layout_info(x)
+    assert info.distinct == 600 - 59 - 20
+    assert np.ptp(xy[100:160], axis=0).max() == 0
+    assert (xy[300:320] == xy[299]).all()
+
+
+def test_deterministic_for_a_seed():
+    x, _ = clusters(n=500)
+    assert np.array_equal(umap_layout(x, seed=3), umap_layout(x, seed=3))
+    assert not np.array_equal(umap_layout(x, seed=3), umap_layout(x, seed=4))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 12])
+def test_fewer_samples_than_neighbours(n):
+    x, _ = clusters(n=n)
+    xy = umap_layout(x, n_neighbors=15)
+    assert xy.shape == (n, 2) and np.isfinite(xy).all()
+
+
+def test_nan_and_inf_are_refused_with_the_sample():
+    x, _ = clusters(n=100)
+    x[42, 3] = np.nan
+    with pytest.raises(NonFiniteError, match="sample 42") as err:
+        umap_layout(x)
+    assert err.value.index == 42
+    x[42, 3] = 0
+    x[7, 0] = np.inf
+    with pytest.raises(NonFiniteError, match="sample 7"):
+        umap_layout(x)
+
+
+def test_memory_mapped_and_zarr_inputs_give_the_numpy_result(tmp_path):
+    x, _ = clusters(n=400)
+    np.save(tmp_path / "acts.npy", x)
+    mapped = np.load(tmp_path / "acts.npy", mmap_mode="r")
+    stored = zarr.create_array(
+        str(tmp_path / "acts.zarr"), shape=x.shape, chunks=(64, 48), dtype="float32"
+    )
+    stored[:] = x
+    reference = umap_layout(x)
+    assert np.array_equal(umap_layout(mapped), reference)
+    assert np.array_equal(umap_layout(stored), reference)
+
+
+def test_pca_path_for_wide_vectors_and_euclidean_metric():
+    x, labels = clusters(n=800, dims=300)
+    info = umap_layout_info(x, pca_dims=32)[1]
+    assert info.dims == 300 and info.pca_dims == 32
+    assert label_agreement(umap_layout(x, pca_dims=32, metric="euclidean"), labels) > 0.95
+
+
+def test_trustworthiness_close_to_umap_learn():
+    import umap
+
+    x, _ = clusters(n=1200, spread=1.5)
+    reference = umap.UMAP(
+        n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0
+    ).fit_transform(x)
+    ours = umap_layout(x)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    gap = trustworthiness(unit, reference, n_neighbors=10) - trustworthiness(
+        unit, ours, n_neighbors=10
+    )
+    assert gap < 0.02
+
+
+def test_normalized_layout_fills_the_unit_square_inside_the_margin():
+    rng = np.random.default_rng(0)
+    xy = rng.normal(0, 1, (1000, 2)) * [10, 1] + [5, -3]
+    xy[0] = [1e6, 1e6]  # an outlier is clipped, not allowed to squash everything else
+    unit = normalize_layout(xy, clip=(1, 99), margin=0.05)
+    assert unit.min() >= 0.05 - 1e-6 and unit.max() <= 0.95 + 1e-6
+    assert np.allclose(
+        np.percentile(unit, [1, 99], axis=0), [[0.05, 0.05], [0.95, 0.95]], atol=1e-3
+    )
+    assert (unit[0] == 0.95).all()
