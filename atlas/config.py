@@ -177,9 +177,9 @@ class ReduceConfig(Section):
     min_dist: float = Field(default=0.1, ge=0)
     metric: Literal["cosine", "euclidean"] = "cosine"
     seed: int = 0
-    pca_dims: PositiveInt = Field(default=64, description="principal components kept before kNN")
+    pca_dims: PositiveInt = Field(default=32, description="principal components kept before kNN")
     fit_size: PositiveInt = Field(
-        default=10_000, description="UMAP is fitted on this many samples; the rest are placed"
+        default=5_000, description="UMAP is fitted on this many samples; the rest are placed"
     )
     n_epochs: PositiveInt = 200
     clip: tuple[float, float] = Field(default=(1.0, 99.0), description="percentiles kept per axis")
