@@ -246,6 +246,27 @@ def grid(config: Config, store: str, layout: str, out: str) -> None:
     click.echo(f"cells with samples per level: {filled}; wrote {out}")
 
 
+@cli.command("render")
+@config_options
+@click.option("--store", required=True, help="The run's activation store (its model is used).")
+@click.option("--grid", "grid_url", required=True, help="The grid store (from atlas grid).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for icons, render.zarr and tiles.",
+)
+@click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
+def render(config: Config, store: str, grid_url: str, out: str, scheduler: str | None) -> None:
+    """Render every grid cell as a feature-visualization icon, and the deep-zoom tiles."""
+    from atlas.render import render_store
+
+    summary = render_store(store, grid_url, out, config.render, scheduler=scheduler)
+    cached = summary.icons - summary.rendered
+    counts = f"{summary.icons} icons ({summary.rendered} rendered, {cached} cached)"
+    click.echo(f"{counts} in {summary.seconds:.1f} s; wrote {out}")
+
+
 @cli.command("layers")
 @model_options
 @config_options

@@ -206,6 +206,36 @@ class GridConfig(Section):
         return sorted(set(levels))
 
 
+class RenderConfig(Section):
+    """Feature visualization of every grid cell (``atlas render``); see atlas/render.py.
+
+    Keys marked "operational" change how fast icons are made, not what they show, so
+    they are not part of an icon's cache key."""
+
+    icon_size: PositiveInt = Field(default=64, description="icon side in px")
+    steps: PositiveInt = 128
+    lr: float = Field(default=0.05, gt=0)
+    cossim_pow: float = Field(default=4.0, ge=0, description="weight of direction purity")
+    whiten: bool = Field(default=True, description="whiten targets with the layer's statistics")
+    transforms: Literal["standard", "none"] = "standard"
+    seed: int = 0
+    levels: list[PositiveInt] | None = Field(default=None, description="default: every grid level")
+    tile_size: PositiveInt = Field(default=256, description="deep-zoom tile side in px")
+    batch_size: PositiveInt = Field(default=32, description="operational: cells per optimization")
+    workers: PositiveInt | None = Field(default=None, description="operational: default cores")
+    processes: bool = Field(default=False, description="operational: worker processes")
+    device: str = Field(default="auto", description="operational: 'auto', 'cpu', 'cuda'")
+
+    OPERATIONAL: ClassVar[tuple[str, ...]] = (
+        "batch_size",
+        "workers",
+        "processes",
+        "device",
+        "levels",
+        "tile_size",
+    )
+
+
 class Config(Section):
     """A whole run: the model and one section per stage."""
 
@@ -215,6 +245,7 @@ class Config(Section):
     extract: ExtractConfig | None = None
     reduce: ReduceConfig = ReduceConfig()
     grid: GridConfig = GridConfig()
+    render: RenderConfig = RenderConfig()
 
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections (all when none are named)."""

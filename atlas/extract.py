@@ -16,14 +16,11 @@ gradient of the class logit with respect to it, summed over channels, i.e. the f
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,10 +28,10 @@ import torch
 
 from atlas.config import ExtractConfig, ModelSpec
 from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
+from atlas.distribute import Cluster, run_tasks
 from atlas.errors import AtlasError
 from atlas.layers import capture, get_layer
 from atlas.models import LoadedModel, load_model
-from atlas.progress import progress
 from atlas.store import (
     LayerGeometry,
     RunLayout,
@@ -436,72 +433,29 @@ def _run_tasks(
     scheduler: str | None,
     in_process: bool,
 ) -> float:
-    """Run the pending tasks: inline (``scheduler="inline"``), on a local cluster, or on
-    the Dask cluster at ``scheduler``; the progress bar counts images. Returns the summed
-    task time."""
-    task_options = {
-        "batch_size": options.batch_size,
-        "threads": options.threads_per_worker,
-        "decode_threads": options.decode_threads,
-        "device": str(resolve_device(options.device)),
-    }
+    """Run the pending tasks (see :mod:`atlas.distribute`); returns the summed task time."""
+    cluster = Cluster(scheduler, options.workers, options.processes, in_process)
+    threads = options.threads_per_worker
+    if scheduler == "inline":  # one process: give torch every core a worker would get
+        threads *= cluster.local_workers
     layout = store.layout
-    total = sum(layout.images_of(t).stop - layout.images_of(t).start for t in pending)
-    task_seconds = 0.0
-    with progress(total=total, desc="extract", unit="img") as bar:
-        if scheduler == "inline":  # one process: give torch every core a worker would get
-            task_options["threads"] *= options.workers or os.cpu_count() or 1
-            results = (run_task(task, store.url, **task_options) for task in pending)
-            for stats in results:
-                task_seconds += stats["seconds"]
-                bar.update(stats["images"])
-            return task_seconds
-        from dask.distributed import as_completed
-
-        with _dask_client(scheduler, options, in_process) as client:
-            key = store.meta["identity_hash"]
-            futures = [
-                client.submit(
-                    run_task, t, store.url, key=f"extract-{key}-{t}", pure=False, **task_options
-                )
-                for t in pending
-            ]
-            for future in as_completed(futures):
-                stats = future.result()
-                task_seconds += stats["seconds"]
-                bar.update(stats["images"])
-    log.info("%d images in %.1f s of task time", total, task_seconds)
-    return task_seconds
-
-
-@contextmanager
-def _dask_client(scheduler: str | None, options: ExtractConfig, in_process: bool):
-    """A client of the cluster at ``scheduler``, or of a new local cluster (closed after)."""
-    from dask.distributed import Client, LocalCluster
-
-    # Importing distributed sets its loggers to INFO; keep its routine chatter out of the
-    # terminal unless our own logging asks for that much detail.
-    logging.getLogger("distributed").setLevel(
-        logging.INFO if log.isEnabledFor(logging.INFO) else logging.ERROR
+    results = run_tasks(
+        run_task,
+        [(task, store.url) for task in pending],
+        cluster,
+        key=f"extract-{store.meta['identity_hash']}",
+        desc="extract",
+        unit="img",
+        count="images",
+        total=sum(layout.images_of(t).stop - layout.images_of(t).start for t in pending),
+        batch_size=options.batch_size,
+        threads=threads,
+        decode_threads=options.decode_threads,
+        device=str(resolve_device(options.device)),
     )
-    if scheduler:
-        with Client(scheduler) as client:
-            yield client
-        return
-    dashboard = importlib.util.find_spec("bokeh") is not None
-    with (
-        LocalCluster(
-            n_workers=options.workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=options.processes and not in_process,  # memory:// lives in this process
-            dashboard_address=":0" if dashboard else None,
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        if dashboard:
-            log.warning("Dask dashboard: %s", client.dashboard_link)
-        yield client
+    task_seconds = sum(r["seconds"] for r in results)
+    log.info("%d tasks in %.1f s of task time", len(results), task_seconds)
+    return task_seconds
 
 
 def _fingerprint(records: Sequence[ImageRecord]) -> str:

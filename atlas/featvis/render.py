@@ -62,7 +62,9 @@ def render(
         with capture(module, sorted(objective.layers), detach=False) as activations:
 
             def score(images: torch.Tensor) -> torch.Tensor:
-                output = module(model.preprocessing.normalize(images))
+                inputs = model.preprocessing.normalize(images)
+                # Channels-last runs convolutions faster on the CPU and with cuDNN.
+                output = module(inputs.contiguous(memory_format=torch.channels_last))
                 return objective(activations, output)
 
             for step in range(steps):
