@@ -17,13 +17,20 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-import kornia
-import lucent.optvis.param.color as lucent_color
-import lucent.optvis.param.spatial as lucent_spatial
-import lucent.optvis.transform as lucent_transform
+import warnings
+
 import numpy as np
 import torch
-from kornia.geometry.transform import translate as kornia_translate
+
+with warnings.catch_warnings():
+    # kornia 0.4.1, which Lucent pins, scripts functions with the deprecated torch.jit.script.
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    import kornia
+    import lucent.optvis.param as lucent_param
+    import lucent.optvis.param.color as lucent_color
+    import lucent.optvis.param.spatial as lucent_spatial
+    import lucent.optvis.transform as lucent_transform
+    from kornia.geometry.transform import translate as kornia_translate
 
 _LOCK = threading.RLock()
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from lucent.optvis import param as lucent_param
 
-from atlas.featvis.lucent_compat import on_device
+from atlas.featvis.lucent_compat import lucent_param, on_device
 
 
 def fft_image(

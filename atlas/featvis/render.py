@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from lucent.optvis import transform as lucent_transform
 
-from atlas.featvis.lucent_compat import seeded
+from atlas.featvis.lucent_compat import lucent_transform, seeded
 from atlas.featvis.objectives import Objective
 from atlas.featvis.params import fft_image
 from atlas.layers import capture

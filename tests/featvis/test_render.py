@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from atlas.config import ModelSpec
+from atlas.featvis import objectives as obj
+from atlas.featvis.render import render
+from atlas.models import LoadedModel, Preprocessing, load_model
+
+PLAIN = Preprocessing(32, 32, (0.5,) * 3, (0.5,) * 3)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return load_model(
+        ModelSpec(arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32), seed=0
+    )
+
+
+def no_hooks_left(module):
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in module.modules())
+
+
+def test_objective_rises_and_beats_noise(cnn):
+    objective = obj.channel("block3", [3, 7])
+    result = render(cnn, objective, size=32, seeds=[1, 2], steps=48, record_every=8)
+    assert (
+        result.images.shape == (2, 32, 32, 3)
+        and result.images.min() >= 0
+        and result.images.max() <= 1
+    )
+    assert (result.history[-1] > result.history[0]).all()
+    noise = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    from atlas.layers import capture
+
+    with torch.no_grad(), capture(cnn.module, ["block3"]) as acts:
+        noise_values = objective(acts, cnn.module(cnn.preprocessing.normalize(noise)))
+    assert (result.values > 2 * noise_values.numpy()).all()
+
+
+def test_a_batch_equals_single_renders_with_the_same_seeds(cnn):
+    channels, seeds = [0, 5, 9], [11, 12, 13]
+    batch = render(cnn, obj.channel("block3", channels), size=32, seeds=seeds, steps=12)
+    for i, (c, s) in enumerate(zip(channels, seeds, strict=True)):
+        single = render(cnn, obj.channel("block3", [c]), size=32, seeds=[s], steps=12)
+        assert np.abs(single.images[0] - batch.images[i]).mean() < 0.01
+        assert single.values[0] == pytest.approx(batch.values[i], rel=0.05)
+
+
+def test_same_seed_same_icon_and_hooks_are_removed(cnn):
+    flags = [p.requires_grad for p in cnn.module.parameters()]
+    a = render(cnn, obj.channel("block2", [4]), size=32, seeds=[3], steps=6)
+    b = render(cnn, obj.channel("block2", [4]), size=32, seeds=[3], steps=6)
+    c = render(cnn, obj.channel("block2", [4]), size=32, seeds=[4], steps=6)
+    assert np.array_equal(a.images, b.images) and not np.array_equal(a.images, c.images)
+    assert no_hooks_left(cnn.module)
+    assert [p.requires_grad for p in cnn.module.parameters()] == flags
+    with pytest.raises(KeyError):
+        render(cnn, obj.channel("no_such_layer", [0]), size=32, seeds=[0], steps=2)
+    assert no_hooks_left(cnn.module) and [p.requires_grad for p in cnn.module.parameters()] == flags
+
+
+def test_channel_objective_on_a_known_filter_draws_its_pattern():
+    """A single 3x3 filter that responds to vertical stripes (a bright column between dark
+    ones, on all colors): maximizing its mean response must paint vertical stripes."""
+    conv = nn.Conv2d(3, 1, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, :, :, 1] = 1.0
+        conv.weight[0, :, :, 0] = -0.5
+        conv.weight[0, :, :, 2] = -0.5
+    net = nn.Sequential(conv, nn.ReLU()).eval()
+    model = LoadedModel(net, ModelSpec(arch="x"), PLAIN, ["stripes"])
+    result = render(
+        model, obj.channel("1", [0]), size=32, seeds=[0], steps=128, lr=0.1, transforms=()
+    )
+    gray = result.images[0].mean(axis=2)
+    across = np.abs(np.diff(gray, axis=1)).mean()  # changes from column to column
+    along = np.abs(np.diff(gray, axis=0)).mean()  # changes down a column
+    assert across > 2.5 * along

@@ -1,0 +1,123 @@
+"""The render stage on a real (tiny) grid: icons, cache, quality, tiles."""
+
+import re
+
+import numpy as np
+import pytest
+import zarr
+
+from atlas.cli import main
+from atlas.config import GridConfig, ReduceConfig, RenderConfig
+from atlas.grid import grid_store
+from atlas.reduce import reduce_store
+from atlas.render import render_store
+from atlas.store.maps import open_grid
+
+OPTIONS = RenderConfig(icon_size=16, steps=4, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def grid(tiny_store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("maps")
+    layout, grid = str(root / "layout.zarr"), str(root / "grid.zarr")
+    reduce_store(tiny_store, layout, ReduceConfig(fit_size=60))
+    grid_store(tiny_store, layout, grid, GridConfig(levels=[2, 4], min_count=2, exemplars=3))
+    return grid
+
+
+def test_every_occupied_cell_gets_an_icon_and_tiles(tiny_store, grid, tmp_path):
+    summary = render_store(tiny_store, grid, str(tmp_path), OPTIONS, scheduler="inline")
+    cells = open_grid(grid)
+    store = zarr.open_group(str(tmp_path / "render.zarr"), mode="r")
+    total = 0
+    for size in (2, 4):
+        occupied = cells.level(size)["count"][:] > 0
+        level = store[str(size)]
+        icons, keys = level["icon"][:], level["icon_key"][:]
+        assert icons.shape == (size * size, 16, 16, 3)
+        assert (keys[occupied] != "").all() and (keys[~occupied] == "").all()
+        assert (icons[~occupied] == 0).all() and icons[occupied].std() > 0
+        assert np.isfinite(level["objective"][:][occupied]).all()
+        assert np.isfinite(level["exemplar_objective"][:][occupied]).all()
+        np.testing.assert_allclose(
+            level["quality"][:][occupied],
+            level["objective"][:][occupied] / level["exemplar_objective"][:][occupied],
+            rtol=1e-5,
+        )
+        dzi = (tmp_path / "tiles" / f"{size}.dzi").read_text()
+        assert re.search(rf'Height="{16 * size}"', dzi) and re.search(rf'Width="{16 * size}"', dzi)
+        assert (tmp_path / "tiles" / f"{size}_files").is_dir()
+        total += occupied.sum()
+    assert summary.icons == total and summary.rendered <= total
+
+
+def test_a_rerun_renders_nothing_and_a_new_level_only_its_new_cells(tiny_store, grid, tmp_path):
+    first = render_store(
+        tiny_store,
+        grid,
+        str(tmp_path),
+        OPTIONS.model_copy(update={"levels": [2]}),
+        scheduler="inline",
+    )
+    assert first.rendered == first.icons > 0
+    again = render_store(
+        tiny_store,
+        grid,
+        str(tmp_path),
+        OPTIONS.model_copy(update={"levels": [2]}),
+        scheduler="inline",
+    )
+    assert again.rendered == 0
+    both = render_store(
+        tiny_store,
+        grid,
+        str(tmp_path),
+        OPTIONS.model_copy(update={"levels": [2, 4]}),
+        scheduler="inline",
+    )
+    fine = int((open_grid(grid).level(4)["count"][:] > 0).sum())
+    assert both.icons == first.icons + fine and both.rendered <= fine
+    changed = render_store(
+        tiny_store,
+        grid,
+        str(tmp_path),
+        OPTIONS.model_copy(update={"levels": [2], "steps": 5}),
+        scheduler="inline",
+    )
+    assert changed.rendered == first.icons  # new settings, new icons
+
+
+def test_icons_do_not_depend_on_the_batch_or_the_workers(tiny_store, grid, tmp_path):
+    render_store(
+        tiny_store,
+        grid,
+        str(tmp_path / "a"),
+        OPTIONS.model_copy(update={"batch_size": 3}),
+        scheduler="inline",
+    )
+    render_store(tiny_store, grid, str(tmp_path / "b"), OPTIONS.model_copy(update={"workers": 2}))
+    a = zarr.open_group(str(tmp_path / "a" / "render.zarr"))["4"]["icon"][:].astype(int)
+    b = zarr.open_group(str(tmp_path / "b" / "render.zarr"))["4"]["icon"][:].astype(int)
+    assert np.abs(a - b).max() <= 2  # batch composition changes only the last bits
+
+
+def test_render_cli(capsys, tiny_store, grid, tmp_path):
+    code = main(
+        [
+            "render",
+            "-s",
+            "render.icon_size=16",
+            "-s",
+            "render.steps=2",
+            "--store",
+            tiny_store,
+            "--grid",
+            grid,
+            "--out",
+            str(tmp_path),
+            "--scheduler",
+            "inline",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "icons (" in out and (tmp_path / "tiles" / "4.dzi").exists()
