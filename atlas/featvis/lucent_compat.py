@@ -14,10 +14,9 @@ multi-threaded render cannot live with. Importing this module applies them.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-
-import warnings
 
 import numpy as np
 import torch
@@ -31,6 +30,8 @@ with warnings.catch_warnings():
     import lucent.optvis.param.spatial as lucent_spatial
     import lucent.optvis.transform as lucent_transform
     from kornia.geometry.transform import translate as kornia_translate
+
+__all__ = ["lucent_param", "lucent_transform", "on_device", "seeded"]
 
 _LOCK = threading.RLock()
 
