@@ -100,7 +100,7 @@ def icon_key(
 
 # Worker side ------------------------------------------------------------------------------
 
-_MODELS: dict[tuple, tuple[LoadedModel, np.ndarray | None]] = {}
+_MODELS: dict[tuple, LoadedModel] = {}
 _LOCK = threading.Lock()
 
 
@@ -109,7 +109,8 @@ def render_task(
     targets: np.ndarray,
     *,
     run_url: str,
-    grid_url: str,
+    layer: str,
+    whitening: np.ndarray | None,
     icons_dir: str,
     options: dict,
     device: str,
@@ -118,8 +119,7 @@ def render_task(
     start = time.perf_counter()
     config = RenderConfig.model_validate(options)
     torch.set_num_threads(1)
-    model, whitening = _worker_model(run_url, grid_url, device, config.whiten)
-    layer = open_grid(grid_url).attrs["layer"]
+    model = _worker_model(run_url, device)
     seeds = [int(key[:8], 16) for key in keys]
     result = render_cells(model, layer, targets, seeds, config, whitening=whitening)
     for key, image, value in zip(keys, result.images, result.values, strict=True):
@@ -127,17 +127,16 @@ def render_task(
     return {"icons": len(keys), "seconds": time.perf_counter() - start}
 
 
-def _worker_model(run_url: str, grid_url: str, device: str, whiten: bool):
-    """The run's model (channels-last) and whitening, loaded once per worker thread."""
-    key = (run_url, grid_url, device, whiten, threading.get_ident())
+def _worker_model(run_url: str, device: str) -> LoadedModel:
+    """The run's model (channels-last), loaded once per worker thread."""
+    key = (run_url, device, threading.get_ident())
     with _LOCK:
         if key not in _MODELS:
             run = open_run(run_url)
             spec = ModelSpec.model_validate(run.meta["identity"]["model"])
-            seed = run.meta["identity"]["extract"]["seed"]
-            model = load_model(spec, device=device, seed=seed)
+            model = load_model(spec, device=device, seed=run.meta["identity"]["extract"]["seed"])
             model.module.to(memory_format=torch.channels_last)
-            _MODELS[key] = (model, open_grid(grid_url).whitening() if whiten else None)
+            _MODELS[key] = model
         return _MODELS[key]
 
 
@@ -160,6 +159,59 @@ def load_icon(path: Path) -> tuple[np.ndarray, float]:
 # Client side ------------------------------------------------------------------------------
 
 
+def render_icons(
+    run_url: str,
+    layer: str,
+    targets: np.ndarray,
+    icons_dir: Path,
+    options: RenderConfig,
+    *,
+    whitening: np.ndarray | None,
+    scheduler: str | None = None,
+) -> tuple[list[str], int]:
+    """Make sure ``icons_dir`` holds an icon for every target direction (N, C) of
+    ``layer``: returns each target's icon key, and how many had to be rendered."""
+    run = open_run(run_url)
+    identity = run.meta["identity"]["model"]
+    digest = (
+        hashlib.sha256(whitening.tobytes()).hexdigest()[:16] if whitening is not None else "none"
+    )
+    keys = [icon_key(identity, layer, target, digest, options) for target in targets]
+    icons_dir.mkdir(parents=True, exist_ok=True)
+    missing = {}
+    for key, target in zip(keys, targets, strict=True):
+        if not (icons_dir / f"{key}.png").exists():
+            missing.setdefault(key, target)
+    if missing:
+        ordered = sorted(missing)
+        batches = [
+            ordered[i : i + options.batch_size] for i in range(0, len(ordered), options.batch_size)
+        ]
+        run_tasks(
+            render_task,
+            [(batch, np.stack([missing[k] for k in batch])) for batch in batches],
+            Cluster(scheduler, options.workers, options.processes),
+            key=f"render-{run.meta['identity_hash']}-{ordered[0]}",
+            desc="render",
+            unit="icon",
+            count="icons",
+            total=len(ordered),
+            run_url=run_url,
+            layer=layer,
+            whitening=whitening,
+            icons_dir=str(icons_dir),
+            options=options.model_dump(mode="json"),
+            device=str(resolve_device(options.device)),
+        )
+    log.info(
+        "%d icons: %d rendered, %d from the cache",
+        len(keys),
+        len(missing),
+        len(keys) - len(missing),
+    )
+    return keys, len(missing)
+
+
 def render_store(
     run_url: str,
     grid_url: str,
@@ -171,57 +223,21 @@ def render_store(
     """Render every occupied cell of the grid's levels (see module docstring)."""
     start = time.perf_counter()
     out = Path(out_dir)
-    icons_dir = out / "icons"
-    icons_dir.mkdir(parents=True, exist_ok=True)
     run, grid = open_run(run_url), open_grid(grid_url)
     layer = grid.attrs["layer"]
-    identity = run.meta["identity"]["model"]
     whitening = grid.whitening() if options.whiten else None
-    digest = (
-        hashlib.sha256(whitening.tobytes()).hexdigest()[:16] if whitening is not None else "none"
-    )
     levels = options.levels or grid.levels
-    cells, keys = {}, {}
-    for size in levels:
-        level = grid.level(size)
-        occupied = np.flatnonzero(level["count"][:] > 0)
-        cells[size] = occupied
-        means = level["mean"][:]
-        keys[size] = [icon_key(identity, layer, means[c], digest, options) for c in occupied]
-    targets = {}
-    for size in levels:
-        means = grid.level(size)["mean"][:]
-        for cell, key in zip(cells[size], keys[size], strict=True):
-            if not (icons_dir / f"{key}.png").exists():
-                targets.setdefault(key, means[cell])
-    missing = sorted(targets)
-    log.info(
-        "%d icons to render, %d cached",
-        len(missing),
-        sum(len(k) for k in keys.values()) - len(missing),
+    cells = {size: np.flatnonzero(grid.level(size)["count"][:] > 0) for size in levels}
+    targets = np.concatenate([grid.level(size)["mean"][:][cells[size]] for size in levels])
+    all_keys, rendered = render_icons(
+        run_url, layer, targets, out / "icons", options, whitening=whitening, scheduler=scheduler
     )
-    if missing:
-        batches = [
-            missing[i : i + options.batch_size] for i in range(0, len(missing), options.batch_size)
-        ]
-        run_tasks(
-            render_task,
-            [(batch, np.stack([targets[k] for k in batch])) for batch in batches],
-            Cluster(scheduler, options.workers, options.processes),
-            key=f"render-{run.meta['identity_hash']}-{len(missing)}",
-            desc="render",
-            unit="icon",
-            count="icons",
-            total=len(missing),
-            run_url=run_url,
-            grid_url=grid_url,
-            icons_dir=str(icons_dir),
-            options=options.model_dump(mode="json"),
-            device=str(resolve_device(options.device)),
-        )
+    keys, start_at = {}, 0
+    for size in levels:
+        keys[size] = all_keys[start_at : start_at + len(cells[size])]
+        start_at += len(cells[size])
     _write_levels(out, run, grid, levels, cells, keys, options, whitening)
-    total = sum(len(k) for k in keys.values())
-    return RenderSummary(total, len(missing), time.perf_counter() - start)
+    return RenderSummary(len(all_keys), rendered, time.perf_counter() - start)
 
 
 def _write_levels(out, run, grid, levels, cells, keys, options, whitening) -> None:
