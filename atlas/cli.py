@@ -267,6 +267,49 @@ def render(config: Config, store: str, grid_url: str, out: str, scheduler: str |
     click.echo(f"{counts} in {summary.seconds:.1f} s; wrote {out}")
 
 
+@cli.command("classes")
+@config_options
+@click.option("--store", required=True, help="The run's activation store.")
+@click.option("--layout", required=True, help="The layout store (for classes.layout=global).")
+@click.option("--grid", "grid_url", required=True, help="The grid store (for the whitening).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for classes.zarr, report.json, icons.",
+)
+@click.option("--compare-store", help="A store extracted from another checkpoint, to compare.")
+@click.option(
+    "--world",
+    type=click.Path(file_okay=False),
+    help="The demo world's folder: report habitat shares.",
+)
+@click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
+def classes(config: Config, store, layout, grid_url, out, compare_store, world, scheduler) -> None:
+    """Class atlases, pair comparisons and checkpoint comparisons, rendered."""
+    from atlas.class_atlases import classes_store
+
+    report = classes_store(
+        store,
+        layout,
+        grid_url,
+        out,
+        config.classes,
+        reduce_options=config.reduce,
+        render_options=config.render,
+        compare_run=compare_store,
+        world=world,
+        scheduler=scheduler,
+    )
+    for name, summary in report["classes"].items():
+        habitat = summary.get("habitat", {}).get(name)
+        share = f", habitat share {habitat['sample_share']:.2f}" if habitat else ""
+        click.echo(
+            f"{name}: {summary['members']} samples in {summary.get('cells', 0)} cells{share}"
+        )
+    click.echo(f"wrote {out}")
+
+
 @cli.command("layers")
 @model_options
 @config_options

@@ -236,6 +236,23 @@ class RenderConfig(Section):
     )
 
 
+class ClassesConfig(Section):
+    """Class atlases, pair and checkpoint comparisons (``atlas classes``); see atlas/classes.py."""
+
+    classes: list[str] | None = Field(default=None, description="default: every class")
+    pairs: list[tuple[str, str]] = Field(default_factory=list, description="class pairs to compare")
+    mode: Literal["winner", "topn"] = Field(
+        default="winner", description="keep samples the class wins, or has in its top_n"
+    )
+    top_n: PositiveInt = 2
+    layout: Literal["own", "global"] = Field(
+        default="own", description="UMAP of the class's samples, or the global layout cut out"
+    )
+    size: PositiveInt = Field(default=8, description="cells per side")
+    min_count: PositiveInt = 2
+    exemplars: int = Field(default=6, ge=0)
+
+
 class Config(Section):
     """A whole run: the model and one section per stage."""
 
@@ -246,6 +263,7 @@ class Config(Section):
     reduce: ReduceConfig = ReduceConfig()
     grid: GridConfig = GridConfig()
     render: RenderConfig = RenderConfig()
+    classes: ClassesConfig = ClassesConfig()
 
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections (all when none are named)."""
