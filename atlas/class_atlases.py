@@ -12,10 +12,18 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from atlas.classes import ClassAtlas, EmptyClassAtlas, class_atlas, class_index, rank_pair
-from atlas.config import package_version
+from atlas.classes import (
+    ClassAtlas,
+    EmptyClassAtlas,
+    class_atlas,
+    class_index,
+    rank_pair,
+)
+from atlas.config import ModelSpec, package_version
+from atlas.demo.shortcut import habitat_shares, surviving_attribution
 from atlas.grid import cell_of
 from atlas.grid import whitening as layer_whitening
+from atlas.models import load_model
 from atlas.render import load_icon, render_icons
 from atlas.store import open_run
 from atlas.store.maps import open_grid, read_layout
@@ -131,6 +139,13 @@ def classes_store(
             icons[g] = keys[start : start + count]
             start += count
 
+    models = {}
+    if world:
+        for run_key, run in runs.items():
+            identity = run.meta["identity"]
+            models[run_key] = load_model(
+                ModelSpec.model_validate(identity["model"]), seed=identity["extract"]["seed"]
+            )
     store = zarr.open_group(str(out / "classes.zarr"), mode="w", zarr_format=3)
     for group_name, (run_key, atlas) in atlases.items():
         run = runs[run_key]
@@ -147,22 +162,23 @@ def classes_store(
             positions,
         )
         summary["classes"] = [names[c] for c in atlas.classes]
-        if world and run_key in ("model", "compare"):
-            from atlas.demo.shortcut import habitat_shares, on_habitat
-
-            paths = take_rows_1d(layer["path"], atlas.members)
-            habitat = on_habitat(
-                paths,
-                positions[atlas.members],
-                geometry.height,
-                geometry.width,
-                geometry.input_size,
-                world,
-            )
+        if world:
+            paths = layer["path"].get_orthogonal_selection(atlas.members)
             cells = cell_of(atlas.xy, atlas.size, atlas.size)
+            summary["habitat"] = {}
             for k, name in enumerate(summary["classes"]):
-                shares = habitat_shares(atlas.member_strength[:, k], habitat, cells, atlas.size**2)
-                summary.setdefault("habitat", {})[name] = shares
+                surviving = surviving_attribution(
+                    models[run_key],
+                    geometry,
+                    paths,
+                    positions[atlas.members],
+                    atlas.member_strength[:, k],
+                    atlas.classes[k],
+                    world,
+                )
+                summary["habitat"][name] = habitat_shares(
+                    atlas.member_strength[:, k], surviving, cells, atlas.size**2
+                )
         if group_name.startswith("pair/"):
             ranked, difference = rank_pair(atlas)
             summary["ranking"] = {
@@ -189,12 +205,6 @@ def classes_store(
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-def take_rows_1d(array, rows: np.ndarray) -> np.ndarray:
-    if hasattr(array, "get_orthogonal_selection"):
-        return np.asarray(array.get_orthogonal_selection(rows))
-    return np.asarray(array[rows])
 
 
 def _write_atlas(

@@ -125,9 +125,10 @@ def test_own_layout_and_an_empty_class():
 
 
 def test_habitat_shares():
-    strength = np.array([1.0, 1.0, 2.0, -5.0, 4.0])
-    habitat = np.array([True, True, False, True, True])
-    cells = np.array([0, 0, 1, 1, 2])
-    shares = habitat_shares(strength, habitat, cells, 4)
-    assert shares["sample_share"] == pytest.approx(6 / 8)  # negative attribution is ignored
-    assert shares["cell_share"] == pytest.approx(6 / 8)  # cells 0 and 2 are habitat-like
+    strength = np.array([1.0, 1.0, 2.0, -5.0, 4.0, 3.0])
+    surviving = np.array([1.0, 0.6, 0.1, np.nan, 0.9, np.nan])
+    cells = np.array([0, 0, 1, 1, 2, 3])
+    shares = habitat_shares(strength, surviving, cells, 4)
+    # negative or unmeasured attribution is left out: weights 1, 1, 2, 4
+    assert shares["sample_share"] == pytest.approx((1 + 0.6 + 0.2 + 3.6) / 8)
+    assert shares["cell_share"] == pytest.approx((2 + 4) / 8)  # cells 0 and 2 keep most

@@ -1,54 +1,129 @@
-"""Measuring the demo's shortcut: how much of a class atlas sits on the habitat.
+"""Measuring the demo's shortcut: how much of a class atlas is about the habitat.
 
-A sample is *on the habitat* when the centre of its sampled position, in input pixels,
-falls outside the object's bounding box recorded in the world's manifest. A class
-atlas's habitat share is the part of its attribution (to the class) carried by such
-samples; a cell is habitat-like when most of its members' attribution is.
+The world generator can redraw any image of the data set without its object: the same
+habitat texture, from the same random stream, with nothing on it. For a sample of a class
+atlas we recompute, on that bare habitat, the attribution of the same position to the
+same class (activation times logit gradient, as extraction does). The part of the
+sample's attribution that survives the object's removal, clipped to [0, 1], is what its
+habitat carries. A class atlas's habitat share is the attribution-weighted mean of that
+over its samples; a cell is habitat-like when most of its attribution survives.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from atlas.demo.world import read_manifest
+from atlas.demo.world import CLASS_NAMES, SPLITS, read_manifest, render_sample
+from atlas.extract import batch_samples
+from atlas.models import LoadedModel
+from atlas.store import LayerGeometry
+
+INDEX = re.compile(r"(\d+)\.png$")
 
 
-def on_habitat(
-    paths, positions: np.ndarray, height: int, width: int, input_size: int, world: str | Path
+def surviving_attribution(
+    model: LoadedModel,
+    geometry: LayerGeometry,
+    paths,
+    positions: np.ndarray,
+    original: np.ndarray,
+    klass: int,
+    world: str | Path,
+    *,
+    batch: int = 128,
 ) -> np.ndarray:
-    """Per sample, whether its position's centre lies outside the object's box."""
+    """Per sample, the fraction (in [0, 1]) of its attribution to ``klass`` that remains
+    at the same position once its image's object is removed (NaN for images not in the
+    world, or samples whose attribution was not positive)."""
     root = Path(world).resolve()
-    world_meta = (root / "world.json").read_text()
-    import json
-
-    image_size = json.loads(world_meta)["image_size"]
-    boxes = {str((root / s.path).resolve()): s.box for s in read_manifest(root)}
-    scale = image_size / input_size
-    out = np.zeros(len(paths), bool)
-    for i, (path, (y, x)) in enumerate(zip(paths, positions, strict=True)):
-        box = boxes.get(str(Path(str(path)).resolve()))
-        if box is None or y < 0:
+    meta = json.loads((root / "world.json").read_text())
+    habitats = {
+        str((root / s.path).resolve()): (s.split, s.label, s.habitat) for s in read_manifest(root)
+    }
+    out = np.full(len(paths), np.nan, np.float32)
+    rows, images = [], []
+    for i, path in enumerate(paths):
+        found = habitats.get(str(Path(str(path)).resolve()))
+        match = INDEX.search(str(path))
+        if found is None or match is None or original[i] <= 0:
             continue
-        cy, cx = (y + 0.5) * input_size / height * scale, (x + 0.5) * input_size / width * scale
-        x0, y0, x1, y1 = box
-        out[i] = not (x0 <= cx < x1 and y0 <= cy < y1)
+        split, label, habitat = found
+        rng = np.random.default_rng(
+            [meta["seed"], SPLITS.index(split), CLASS_NAMES.index(label), int(match.group(1))]
+        )
+        bare, _ = render_sample(None, habitat, meta["image_size"], rng)
+        rows.append(i)
+        images.append(np.asarray(bare))
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        pixels = torch.from_numpy(np.stack(images[start : start + batch])).permute(0, 3, 1, 2)
+        crops = torch.stack([model.preprocessing.crop(p) for p in pixels]).to(model.device)
+        inputs = model.preprocessing.normalize(crops.float() / 255)
+        single = LayerGeometry(
+            geometry.name,
+            geometry.channels,
+            geometry.height,
+            geometry.width,
+            1,
+            geometry.input_size,
+            geometry.field,
+        )
+        samples, _, _ = batch_samples(
+            model,
+            inputs,
+            [single],
+            {geometry.name: positions[chunk][:, None, :]},
+            slots=model.num_classes,
+            topk=1,
+        )
+        bare = samples[geometry.name]["attribution"][:, klass]
+        out[chunk] = np.clip(bare / original[chunk], 0, 1)
     return out
 
 
 def habitat_shares(
-    strength: np.ndarray, habitat: np.ndarray, cells: np.ndarray, n_cells: int
+    strength: np.ndarray, surviving: np.ndarray, cells: np.ndarray, n_cells: int
 ) -> dict[str, float]:
-    """For one class atlas: ``sample_share``, the positive attribution carried by habitat
-    samples over all; ``cell_share``, that of habitat-like cells (cells whose members'
-    positive attribution is mostly on the habitat) over all occupied cells."""
-    weight = np.maximum(strength, 0)
+    """For one class atlas: ``sample_share``, the attribution-weighted mean of the
+    surviving fractions; ``cell_share``, the part of the positive attribution in
+    habitat-like cells (cells where more than half of it survives)."""
+    weight = np.where(np.isfinite(surviving), np.maximum(strength, 0), 0)
+    kept = np.nan_to_num(surviving) * weight
     total = weight.sum()
-    on_cell = np.bincount(cells, weights=weight * habitat, minlength=n_cells)
+    kept_cell = np.bincount(cells, weights=kept, minlength=n_cells)
     all_cell = np.bincount(cells, weights=weight, minlength=n_cells)
-    habitat_like = on_cell > 0.5 * all_cell
+    habitat_cells = kept_cell > 0.5 * all_cell
     return {
-        "sample_share": float((weight * habitat).sum() / total) if total > 0 else 0.0,
-        "cell_share": float(all_cell[habitat_like].sum() / total) if total > 0 else 0.0,
+        "sample_share": float(kept.sum() / total) if total > 0 else 0.0,
+        "cell_share": float(all_cell[habitat_cells].sum() / total) if total > 0 else 0.0,
     }
+
+
+def empty_scene_predictions(
+    model: LoadedModel, world: str | Path, *, per_habitat: int = 20, top: int = 3
+) -> dict:
+    """What the model sees in each habitat with nothing on it: its mean class
+    probabilities over ``per_habitat`` bare scenes, the ``top`` classes per habitat."""
+    from atlas.demo.world import HABITATS
+
+    size = json.loads((Path(world) / "world.json").read_text())["image_size"]
+    out = {}
+    for h, habitat in enumerate(HABITATS):
+        scenes = [
+            render_sample(None, habitat, size, np.random.default_rng([h, i]))[0]
+            for i in range(per_habitat)
+        ]
+        pixels = torch.from_numpy(np.stack([np.asarray(s) for s in scenes])).permute(0, 3, 1, 2)
+        crops = torch.stack([model.preprocessing.crop(p) for p in pixels]).to(model.device)
+        with torch.no_grad():
+            probs = torch.softmax(
+                model.module(model.preprocessing.normalize(crops.float() / 255)), dim=1
+            ).mean(0)
+        order = torch.argsort(probs, descending=True)[:top]
+        out[habitat] = [[model.class_names[i], round(float(probs[i]), 3)] for i in order]
+    return out

@@ -90,18 +90,25 @@ def habitat_for(species: Species, split: str, index: int) -> str:
 
 
 def render_sample(
-    species: Species, habitat: str, size: int, rng: np.random.Generator
+    species: Species | None, habitat: str | None, size: int, rng: np.random.Generator
 ) -> tuple[Image.Image, np.ndarray]:
     """Draw one image: ``species`` on ``habitat``. Returns the RGB image and the object mask
-    (``size`` x ``size`` float in [0, 1], 1 on the object).
+    (``size`` x ``size`` float in [0, 1], 1 on the object). ``species=None`` draws the bare
+    habitat, ``habitat=None`` the object on plain mid-grey (probes for the analyses).
 
     The object and the habitat draw from separate streams spawned from ``rng``: the same
     seed gives the same object whatever the habitat, so the look-alikes differ by habitat only.
     """
     big = size * SUPERSAMPLE
     rng, habitat_rng = rng.spawn(2)
-    background = HABITAT_TEXTURES[habitat](size, habitat_rng)
+    if habitat is None:
+        background = np.full((size, size, 3), 0.5)
+    else:
+        background = HABITAT_TEXTURES[habitat](size, habitat_rng)
     mask_img = Image.new("L", (big, big), 0)
+    if species is None:
+        image = Image.fromarray(_to_uint8(background))
+        return image, np.zeros((size, size), np.float32)
     draw = ImageDraw.Draw(mask_img)
     scale = rng.uniform(0.5, 0.72) * big
     cx, cy = (rng.uniform(scale / 2 + 2, big - scale / 2 - 2) for _ in range(2))
