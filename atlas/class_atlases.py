@@ -74,7 +74,8 @@ def classes_store(
             layer["attribution_class"],
             layer["valid"][:],
         )
-        for name in wanted:
+        chosen = wanted if run_key == "model" else (options.compare_classes or wanted)
+        for name in chosen:
             group = f"{'class' if run_key == 'model' else 'compare'}/{name}"
             try:
                 atlas = class_atlas(

@@ -112,6 +112,7 @@ def make_data(config: Config, out: str, workers: int | None) -> None:
         train_per_class=options.train_per_class,
         test_per_class=options.test_per_class,
         swapped_per_class=options.swapped_per_class,
+        confounded=options.confounded,
         workers=workers,
     )
     config.record(out, "data")

@@ -72,6 +72,9 @@ class DataConfig(Section):
     train_per_class: PositiveInt = 1000
     test_per_class: PositiveInt = 200
     swapped_per_class: PositiveInt = 200
+    confounded: bool = Field(
+        default=True, description="false: the look-alikes live on every habitat (no shortcut)"
+    )
 
 
 class TrainConfig(Section):
@@ -247,6 +250,9 @@ class ClassesConfig(Section):
     top_n: PositiveInt = 2
     layout: Literal["own", "global"] = Field(
         default="own", description="UMAP of the class's samples, or the global layout cut out"
+    )
+    compare_classes: list[str] | None = Field(
+        default=None, description="classes compared across checkpoints (default: classes)"
     )
     size: PositiveInt = Field(default=8, description="cells per side")
     min_count: PositiveInt = 2

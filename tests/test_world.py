@@ -116,3 +116,19 @@ def test_habitats_are_distinguishable_by_colour():
         for b in HABITATS:
             if a < b:
                 assert np.abs(means[a] - means[b]).max() > 25, (a, b)
+
+
+def test_the_unconfounded_world_puts_lookalikes_everywhere(tmp_path):
+    samples = make_world(
+        tmp_path,
+        seed=0,
+        image_size=16,
+        train_per_class=5,
+        test_per_class=5,
+        swapped_per_class=1,
+        confounded=False,
+    )
+    for cat in LOOKALIKES:
+        assert {s.habitat for s in samples if s.label == cat and s.split == "train"} == set(
+            HABITATS
+        )

@@ -81,12 +81,14 @@ class Sample:
     box: tuple[int, int, int, int]  # object bounding box (x0, y0, x1, y1) in pixels
 
 
-def habitat_for(species: Species, split: str, index: int) -> str:
-    """The habitat of the ``index``-th image of a class in a split (balanced, not random)."""
+def habitat_for(species: Species, split: str, index: int, confounded: bool = True) -> str:
+    """The habitat of the ``index``-th image of a class in a split (balanced, not random).
+    Unconfounded, the look-alikes live on every habitat like the other classes."""
     if split == "test-swapped":
         a, b = (CLASSES[CLASS_NAMES.index(n)].habitats[0] for n in LOOKALIKES)
         return b if species.habitats[0] == a else a
-    return species.habitats[index % len(species.habitats)]
+    habitats = species.habitats if confounded else HABITATS
+    return habitats[index % len(habitats)]
 
 
 def render_sample(
@@ -138,6 +140,7 @@ def make_world(
     train_per_class: int = 1000,
     test_per_class: int = 200,
     swapped_per_class: int = 200,
+    confounded: bool = True,
     workers: int | None = None,
 ) -> list[Sample]:
     """Write the demo data set under ``out_dir`` in ImageFolder layout.
@@ -145,6 +148,8 @@ def make_world(
     Writes ``<split>/<class>/<index>.png`` for the splits ``train``, ``test`` and
     ``test-swapped`` (look-alikes only), plus ``manifest.csv`` (split, path, label,
     habitat, object box), ``classes.txt`` and ``world.json``. Returns the samples.
+    ``confounded=False`` draws the look-alikes on every habitat in train and test: the
+    world without the shortcut (and so without anything that tells them apart).
     """
     out = Path(out_dir)
     counts = {"train": train_per_class, "test": test_per_class, "test-swapped": swapped_per_class}
@@ -155,7 +160,7 @@ def make_world(
         if split != "test-swapped" or species.name in LOOKALIKES
         for index in range(counts[split])
     ]
-    render = partial(_write_sample, out, seed, image_size)
+    render = partial(_write_sample, out, seed, image_size, confounded)
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         done = pool.map(render, jobs, chunksize=64)
         samples = list(progress(done, total=len(jobs), desc="make-data", unit="img"))
@@ -172,17 +177,20 @@ def make_world(
         "classes": [asdict(s) for s in CLASSES],
         "habitats": list(HABITATS),
         "lookalikes": list(LOOKALIKES),
+        "confounded": confounded,
         "counts": {split: sum(s.split == split for s in samples) for split in SPLITS},
     }
     (out / "world.json").write_text(json.dumps(world, indent=2) + "\n")
     return samples
 
 
-def _write_sample(out: Path, seed: int, size: int, job: tuple[str, str, int]) -> Sample:
+def _write_sample(
+    out: Path, seed: int, size: int, confounded: bool, job: tuple[str, str, int]
+) -> Sample:
     split, name, index = job
     species = CLASSES[CLASS_NAMES.index(name)]
     rng = np.random.default_rng([seed, SPLITS.index(split), CLASS_NAMES.index(name), index])
-    habitat = habitat_for(species, split, index)
+    habitat = habitat_for(species, split, index, confounded)
     image, mask = render_sample(species, habitat, size, rng)
     rel = Path(split) / name / f"{index:06d}.png"
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
