@@ -311,6 +311,44 @@ def classes(config: Config, store, layout, grid_url, out, compare_store, world, 
     click.echo(f"wrote {out}")
 
 
+@cli.command("attribute")
+@model_options
+@config_options
+@click.option(
+    "--images",
+    "sources",
+    required=True,
+    multiple=True,
+    help="Image folder, list file or URL (repeatable).",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder for the maps and pages."
+)
+@click.option("--methods", help="Comma-separated methods (attribute.methods).")
+@click.option("--target", help="'pred', 'label' or a class index (attribute.target).")
+def attribute(
+    config: Config, sources: tuple[str, ...], out: str, methods: str | None, target: str | None
+) -> None:
+    """Attribution maps and HTML reports for images: saliency, guided backprop, Grad-CAM,
+    occlusion, integrated gradients, with sanity and faithfulness checks."""
+    from atlas.models import load_model
+    from atlas.reports.attribution_report import attribute_images, select_images
+
+    options = config.attribute
+    if methods:
+        options = options.model_copy(
+            update={"methods": [m.strip() for m in methods.split(",") if m.strip()]}
+        )
+    if target:
+        options = options.model_copy(update={"target": int(target) if target.isdigit() else target})
+        if options.target not in ("pred", "label") and not isinstance(options.target, int):
+            raise ConfigError(f"--target {target!r}: use pred, label or a class index")
+    model = load_model(config.model)
+    records = select_images(sources, model.class_names, options)
+    reports = attribute_images(model, records, out, options)
+    click.echo(f"{len(reports)} image reports in {out}/index.html")
+
+
 @cli.command("layers")
 @model_options
 @config_options

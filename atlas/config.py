@@ -259,6 +259,66 @@ class ClassesConfig(Section):
     exemplars: int = Field(default=6, ge=0)
 
 
+class AttributeConfig(Section):
+    """Per-image attribution reports (``atlas attribute``); see atlas/reports/."""
+
+    methods: list[str] = Field(
+        default_factory=lambda: [
+            "saliency",
+            "guided_backprop",
+            "gradcam",
+            "occlusion",
+            "integrated_gradients",
+        ]
+    )
+    target: str | int = Field(default="pred", description="'pred', 'label' or a class index")
+    gradcam_layer: str | None = Field(default=None, description="default: the last convolution")
+    occlusion_window: PositiveInt = 16
+    occlusion_stride: PositiveInt = 8
+    occlusion_baseline: float = Field(
+        default=0.0, description="fill value, in normalized input units"
+    )
+    perturbations_per_eval: PositiveInt = Field(default=64, description="occlusion batch (memory)")
+    ig_steps: PositiveInt = 32
+    internal_batch_size: PositiveInt = Field(
+        default=32, description="integrated gradients batch (memory)"
+    )
+    layers: list[str] = Field(default_factory=list, description="layers shown as activation grids")
+    channels_shown: PositiveInt = 16
+    randomize_layers: PositiveInt = Field(
+        default=2, description="top layers re-initialized in the sanity check"
+    )
+    randomization_flag: float = Field(
+        default=0.5, description="flag maps at least this similar after randomizing"
+    )
+    deletion_steps: PositiveInt = 16
+    batch_size: PositiveInt = 16
+    limit: PositiveInt | None = Field(
+        default=None, description="at most this many images per source"
+    )
+    per_class: PositiveInt | None = Field(
+        default=None, description="at most this many images per label"
+    )
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value):
+        if isinstance(value, str) and value not in ("pred", "label") and not value.isdigit():
+            raise ValueError("target must be 'pred', 'label' or a class index")
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+class ReportConfig(Section):
+    """The model report (``atlas report-model``)."""
+
+    classes: list[str] | None = Field(
+        default=None, description="classes to visualize (default: first 8)"
+    )
+    icon_size: PositiveInt = 96
+    steps: PositiveInt = 128
+    lr: float = Field(default=0.05, gt=0)
+
+
 class Config(Section):
     """A whole run: the model and one section per stage."""
 
@@ -270,6 +330,8 @@ class Config(Section):
     grid: GridConfig = GridConfig()
     render: RenderConfig = RenderConfig()
     classes: ClassesConfig = ClassesConfig()
+    attribute: AttributeConfig = AttributeConfig()
+    report: ReportConfig = ReportConfig()
 
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections (all when none are named)."""

@@ -1,0 +1,305 @@
+"""Per-image attribution reports: ``atlas attribute``.
+
+For each image: the model's top-5 predictions, every configured method's map (saved as
+``<stem>.<method>.npy``, float32 at the model's input size), shown alone and over the
+image on a colour scale shared by all images of the report and stated on the page, the
+trust checks (model randomization similarity; deletion and insertion AUCs), and the
+activation grids of configured layers. One HTML page per image, and ``index.html`` with
+thumbnails, sortable by confidence and correctness.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from atlas.attribution import make_method
+from atlas.attribution.metrics import deletion_insertion, randomization_similarity
+from atlas.config import AttributeConfig, package_version
+from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
+from atlas.errors import AtlasError
+from atlas.layers import capture, get_layer
+from atlas.models import LoadedModel
+from atlas.progress import progress
+from atlas.reports.imaging import Scale, activation_grid, save_png
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageReport:
+    stem: str
+    path: str
+    label: int | None
+    target: int
+    top: list[tuple[str, float]]  # (class name, probability), best first
+    trust: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> check -> value
+    layers: list[dict] = field(default_factory=list)
+
+    @property
+    def predicted(self) -> str:
+        return self.top[0][0]
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0][1]
+
+
+def select_images(
+    sources: Sequence[str], class_names: Sequence[str], options: AttributeConfig
+) -> list[ImageRecord]:
+    """The images of every source, at most ``limit`` per source and ``per_class`` per label."""
+    chosen = []
+    for source in sources:
+        records = list_images(source, class_names).records
+        if options.per_class:
+            seen: dict = {}
+            records = [
+                r
+                for r in records
+                if seen.setdefault(r.label, []).append(r) or len(seen[r.label]) <= options.per_class
+            ]
+        chosen.extend(records[: options.limit] if options.limit else records)
+    return chosen
+
+
+def unique_stems(paths: Sequence[str]) -> list[str]:
+    """File stems, prefixed by their folder where two images share one (demo splits have
+    ``snow_leopard/000001.png`` and ``star/000001.png``), numbered if still ambiguous."""
+    stems = [Path(p).stem for p in paths]
+    clashes = {s for s in stems if stems.count(s) > 1}
+    named = [
+        f"{Path(p).parent.name}-{s}" if s in clashes else s
+        for p, s in zip(paths, stems, strict=True)
+    ]
+    seen: dict[str, int] = {}
+    out = []
+    for name in named:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out
+
+
+def attribute_images(
+    model: LoadedModel,
+    records: Sequence[ImageRecord],
+    out_dir: str | Path,
+    options: AttributeConfig,
+) -> list[ImageReport]:
+    """Write the maps, pictures and pages for ``records`` under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for layer in options.layers:
+        get_layer(model.module, layer)
+    methods = {
+        name: make_method(name, model, **_method_options(options)) for name in options.methods
+    }
+    scales = {name: Scale(method.signed) for name, method in methods.items()}
+    stems = unique_stems([r.path for r in records])
+    reports: list[ImageReport] = []
+    skipped: list[tuple[str, str]] = []
+    pixels: dict[str, np.ndarray] = {}
+    for start in progress(
+        range(0, len(records), options.batch_size), desc="attribute", unit="batch"
+    ):
+        batch, batch_stems, images = [], [], []
+        for record, stem in zip(
+            records[start : start + options.batch_size],
+            stems[start : start + options.batch_size],
+            strict=True,
+        ):
+            try:
+                images.append(model.preprocessing.crop(read_pixels(record.path)))
+            except UnusableImage as err:
+                skipped.append((record.path, err.reason))
+                continue
+            batch.append(record)
+            batch_stems.append(stem)
+        if not batch:
+            continue
+        crops = torch.stack(images)
+        inputs = model.preprocessing.normalize(crops.float().to(model.device) / 255)
+        with torch.no_grad():
+            probs = torch.softmax(model.module(inputs), dim=1).cpu()
+        target = _targets(options.target, probs, batch, model.num_classes)
+        for record, stem, crop, p, t in zip(
+            batch, batch_stems, crops, probs, target.tolist(), strict=True
+        ):
+            order = torch.argsort(p, descending=True)[:5]
+            reports.append(
+                ImageReport(
+                    stem,
+                    record.path,
+                    record.label,
+                    t,
+                    [(model.class_names[i], float(p[i])) for i in order],
+                )
+            )
+            pixels[stem] = crop.permute(1, 2, 0).numpy()
+            save_png(pixels[stem], out / f"{stem}.input.png")
+        current = reports[-len(batch) :]
+        for name, method in methods.items():
+            maps = method.attribute(inputs, target.to(model.device))
+            similarity = randomization_similarity(
+                lambda m, name=name: make_method(name, m, **_method_options(options)),
+                model,
+                inputs,
+                target.to(model.device),
+                layers=options.randomize_layers,
+                original=maps,
+            )
+            deletion, insertion = deletion_insertion(
+                model, inputs, target.to(model.device), maps, steps=options.deletion_steps
+            )
+            for report, values, sim, dele, ins in zip(
+                current, maps.cpu().numpy(), similarity, deletion, insertion, strict=True
+            ):
+                np.save(out / f"{report.stem}.{name}.npy", values.astype(np.float32))
+                scales[name].observe(values)
+                report.trust[name] = {
+                    "randomization": float(sim),
+                    "deletion": float(dele),
+                    "insertion": float(ins),
+                }
+        if options.layers:
+            _layer_grids(model, inputs, current, options, out)
+    for scale in scales.values():
+        scale.settle()
+    for report in reports:
+        for name in methods:
+            values = np.load(out / f"{report.stem}.{name}.npy")
+            save_png(scales[name].colour(values), out / f"{report.stem}.{name}.png")
+            save_png(
+                scales[name].overlay(pixels[report.stem], values),
+                out / f"{report.stem}.{name}.overlay.png",
+            )
+    _write_pages(out, model, reports, methods, scales, skipped, options)
+    return reports
+
+
+def _method_options(options: AttributeConfig) -> dict:
+    return {
+        "layer": options.gradcam_layer,
+        "window": options.occlusion_window,
+        "stride": options.occlusion_stride,
+        "baseline": options.occlusion_baseline,
+        "perturbations_per_eval": options.perturbations_per_eval,
+        "steps": options.ig_steps,
+        "internal_batch_size": options.internal_batch_size,
+    }
+
+
+def _targets(
+    choice, probs: torch.Tensor, batch: Sequence[ImageRecord], num_classes: int
+) -> torch.Tensor:
+    if choice == "pred":
+        return probs.argmax(dim=1)
+    if choice == "label":
+        missing = [r.path for r in batch if r.label is None]
+        if missing:
+            raise AtlasError(
+                f"target 'label' needs labelled images; {missing[0]} has none (use target: pred)"
+            )
+        return torch.tensor([r.label for r in batch])
+    if not 0 <= int(choice) < num_classes:
+        raise AtlasError(
+            f"target class {choice} is out of range (the model has {num_classes} classes)"
+        )
+    return torch.full((len(batch),), int(choice), dtype=torch.long)
+
+
+def _layer_grids(
+    model: LoadedModel,
+    inputs: torch.Tensor,
+    reports: list[ImageReport],
+    options: AttributeConfig,
+    out: Path,
+) -> None:
+    with torch.no_grad(), capture(model.module, options.layers) as outputs:
+        model.module(inputs)
+    for layer in options.layers:
+        maps = outputs[layer].float().cpu().numpy()
+        if maps.ndim != 4:
+            continue
+        for report, per_image in zip(reports, maps, strict=True):
+            picture, top = activation_grid(per_image[: options.channels_shown])
+            name = f"{report.stem}.layer-{layer}.png"
+            save_png(picture, out / name, scale=max(1, 48 // per_image.shape[1]))
+            report.layers.append(
+                {
+                    "name": layer,
+                    "file": name,
+                    "shape": "x".join(map(str, per_image.shape)),
+                    "top": f"{top:.3g}",
+                    "shown": min(len(per_image), options.channels_shown),
+                }
+            )
+
+
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("atlas.reports", "templates"), autoescape=select_autoescape(["html"])
+    )
+
+
+def _write_pages(out: Path, model: LoadedModel, reports, methods, scales, skipped, options) -> None:
+    env = _environment()
+    descriptions = {name: method.describe() for name, method in methods.items()}
+    flags = {name: options.randomization_flag for name in methods}
+    page = env.get_template("image.html")
+    for i, report in enumerate(reports):
+        (out / f"{report.stem}.html").write_text(
+            page.render(
+                report=report,
+                label=model.class_names[report.label]
+                if report.label is not None and report.label >= 0
+                else None,
+                target_name=model.class_names[report.target],
+                methods=list(methods),
+                signed={n: m.signed for n, m in methods.items()},
+                descriptions=descriptions,
+                scales={n: s.describe() for n, s in scales.items()},
+                flags=flags,
+                previous=reports[i - 1].stem if i > 0 else None,
+                next=reports[i + 1].stem if i + 1 < len(reports) else None,
+                version=package_version(),
+            )
+        )
+    rows = [
+        {
+            "stem": r.stem,
+            "label": model.class_names[r.label] if r.label is not None and r.label >= 0 else "",
+            "predicted": r.predicted,
+            "confidence": r.confidence,
+            "correct": (
+                r.label is not None and r.label >= 0 and model.class_names[r.label] == r.predicted
+            ),
+        }
+        for r in reports
+    ]
+    (out / "index.html").write_text(
+        env.get_template("index.html").render(
+            rows=rows,
+            methods=list(methods),
+            skipped=skipped,
+            model=model.spec.arch,
+            version=package_version(),
+        )
+    )
+    (out / "style.css").write_text(env.get_template("style.css").render())
+    (out / "reports.json").write_text(
+        json.dumps(
+            [
+                {"stem": r.stem, "path": r.path, "target": r.target, "top": r.top, "trust": r.trust}
+                for r in reports
+            ],
+            indent=1,
+        )
+    )

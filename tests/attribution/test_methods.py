@@ -1,0 +1,183 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from atlas.attribution import METHODS, make_method
+from atlas.attribution.gradcam import GradCAM, last_conv_layer
+from atlas.attribution.metrics import deletion_insertion, randomization_similarity
+from atlas.attribution.occlusion import Occlusion
+from atlas.config import ModelSpec
+from atlas.models import LoadedModel, Preprocessing, load_model
+
+PLAIN = Preprocessing(16, 16, (0.0,) * 3, (1.0,) * 3)
+
+
+def wrap(module: nn.Module, size: int = 16, classes: int = 3) -> LoadedModel:
+    return LoadedModel(
+        module.eval(),
+        ModelSpec(arch="x"),
+        Preprocessing(size, size, (0.0,) * 3, (1.0,) * 3),
+        [f"c{i}" for i in range(classes)],
+    )
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return load_model(
+        ModelSpec(arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32), seed=0
+    )
+
+
+@pytest.fixture(scope="module")
+def batch():
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(2, 3, 32, 32, generator=generator), torch.tensor([1, 7])
+
+
+def no_hooks_left(module):
+    return all(
+        not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
+        for m in module.modules()
+    )
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_keeps_the_contract(cnn, batch, name):
+    """Shape (B, H, W), finite, the same twice, nothing left hooked, model untouched."""
+    inputs, target = batch
+    flags = [p.requires_grad for p in cnn.module.parameters()]
+    method = make_method(name, cnn, window=8, stride=4, steps=8)
+    first = method.attribute(inputs, target)
+    second = method.attribute(inputs, target)
+    assert first.shape == (2, 32, 32) and torch.isfinite(first).all()
+    assert torch.allclose(first, second, atol=1e-6)
+    assert first.abs().sum() > 0
+    assert no_hooks_left(cnn.module) and [p.requires_grad for p in cnn.module.parameters()] == flags
+    assert not cnn.module.training and method.describe()
+
+
+def test_a_linear_models_saliency_is_its_weights():
+    linear = nn.Linear(3 * 16 * 16, 3)
+    model = wrap(nn.Sequential(nn.Flatten(), linear))
+    inputs = torch.randn(2, 3, 16, 16)
+    maps = make_method("saliency", model).attribute(inputs, torch.tensor([0, 2]))
+    weights = linear.weight.detach().view(3, 3, 16, 16)
+    assert torch.allclose(maps[0], weights[0].abs().amax(dim=0))
+    assert torch.allclose(maps[1], weights[2].abs().amax(dim=0))
+
+
+def test_gradcam_equals_cam_on_a_global_average_pooled_network():
+    """Zhou et al.'s CAM: conv maps weighted by the linear head's weights. With nothing
+    between the conv and the pooling, Grad-CAM is CAM divided by the map's area."""
+    conv, head = nn.Conv2d(3, 5, 3, padding=1), nn.Linear(5, 3)
+    model = wrap(nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head))
+    inputs = torch.randn(1, 3, 16, 16)
+    cam_method = GradCAM(model)
+    assert cam_method.layer == "0" == last_conv_layer(model.module)
+    maps = cam_method.attribute(inputs, torch.tensor([2]))
+    with torch.no_grad():
+        cam = torch.einsum("k,khw->hw", head.weight[2], conv(inputs)[0])
+    assert torch.allclose(maps[0], torch.relu(cam) / (16 * 16), atol=1e-6)
+    assert cam_method.resolution == (16, 16) and "16x16" in cam_method.describe()
+
+
+def test_gradcam_warns_when_too_coarse_and_names_a_finer_layer():
+    model = load_model(ModelSpec(arch="resnet18", num_classes=4, input_size=64))
+    method = GradCAM(model)
+    method.attribute(torch.randn(1, 3, 64, 64), torch.tensor([0]))
+    assert method.layer == "layer4.1.conv2" and method.resolution == (2, 2)
+    assert (
+        "2x2 is too coarse" in method.describe()
+        and "gradcam_layer=layer3.1.conv2 (4x4)" in method.describe()
+    )
+
+
+def test_occlusion_of_a_model_reading_one_region_lights_exactly_that_region():
+    class Region(nn.Module):
+        def forward(self, x):
+            score = x[:, :, 8:12, 4:8].sum(dim=(1, 2, 3))
+            return torch.stack([score, -score], dim=1)
+
+    model = wrap(Region(), classes=2)
+    maps = Occlusion(model, window=4, stride=4).attribute(
+        torch.ones(1, 3, 16, 16), torch.tensor([0])
+    )
+    expected = torch.zeros(16, 16)
+    expected[8:12, 4:8] = 48.0  # the window over the region removes 3 * 4 * 4 ones
+    assert torch.equal(maps[0], expected)
+
+
+def test_maps_agree_with_captum(cnn, batch):
+    from captum.attr import LayerAttribution, LayerGradCam
+    from captum.attr import Occlusion as CaptumOcclusion
+    from captum.attr import Saliency as CaptumSaliency
+
+    inputs, target = batch
+    ours = make_method("saliency", cnn).attribute(inputs, target)
+    theirs = (
+        CaptumSaliency(cnn.module)
+        .attribute(inputs.clone().requires_grad_(), target=target)
+        .amax(dim=1)
+    )
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+    ours = GradCAM(cnn, "block3.conv").attribute(inputs, target)
+    layer_cam = LayerGradCam(cnn.module, cnn.module.block3.conv).attribute(
+        inputs, target=target, relu_attributions=True
+    )
+    theirs = LayerAttribution.interpolate(layer_cam, (32, 32), interpolate_mode="bilinear")[:, 0]
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+    ours = Occlusion(cnn, window=8, stride=3, baseline=0.0, perturbations_per_eval=17).attribute(
+        inputs, target
+    )
+    theirs = CaptumOcclusion(cnn.module).attribute(
+        inputs, sliding_window_shapes=(3, 8, 8), strides=(3, 3, 3), baselines=0.0, target=target
+    )
+    assert torch.allclose(theirs[:, 0], theirs[:, 2])
+    assert (ours - theirs[:, 0]).abs().max() < 1e-4
+
+
+class EdgeDetector:
+    """A 'method' that never looks at the model: the image's own edges."""
+
+    def __init__(self, model):
+        pass
+
+    def attribute(self, inputs, target):
+        return (inputs[:, :, 1:, 1:] - inputs[:, :, :-1, :-1]).abs().sum(dim=1)
+
+
+def test_randomization_check_flags_a_method_that_ignores_the_model(cnn, batch):
+    inputs, target = batch
+    ignoring = randomization_similarity(EdgeDetector, cnn, inputs, target)
+    assert np.allclose(ignoring, 1.0)
+    saliency = randomization_similarity(
+        lambda m: make_method("saliency", m), cnn, inputs, target, layers=4
+    )
+    assert (saliency < 0.9).all()
+
+
+def test_deletion_and_insertion_reward_the_map_that_points_at_the_evidence():
+    class Region(nn.Module):
+        def forward(self, x):
+            score = 4 * x[:, 0, 2:6, 2:6].mean(dim=(1, 2))
+            return torch.stack([score, -score], dim=1)
+
+    model = wrap(Region(), classes=2)
+    image = torch.zeros(1, 3, 16, 16)
+    image[:, 0, 2:6, 2:6] = 3.0
+    right = torch.zeros(1, 16, 16)
+    right[0, 2:6, 2:6] = 1.0
+    wrong = 1.0 - right
+    deletion_right, insertion_right = deletion_insertion(model, image, torch.tensor([0]), right)
+    deletion_wrong, insertion_wrong = deletion_insertion(model, image, torch.tensor([0]), wrong)
+    assert deletion_right[0] < deletion_wrong[0] and insertion_right[0] > insertion_wrong[0]
+
+
+def test_unknown_method_names_the_choices(cnn):
+    from atlas.errors import AtlasError
+
+    with pytest.raises(AtlasError, match=r"unknown attribution method 'saliancy'.*saliency"):
+        make_method("saliancy", cnn)

@@ -1,0 +1,122 @@
+"""The attribute stage: files per the contract, pages that are valid and self-contained."""
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atlas.cli import main
+from atlas.demo.world import CLASS_NAMES
+
+DEMO_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+
+
+class Collector(HTMLParser):
+    """Collects every src/href, and checks tags are balanced (void tags aside)."""
+
+    VOID = frozenset({"img", "meta", "link", "br", "input", "hr"})
+
+    def __init__(self):
+        super().__init__()
+        self.references, self.stack, self.errors = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.references += [v for k, v in attrs if k in ("src", "href") and v]
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> (open: {self.stack[-3:]})")
+        else:
+            self.stack.pop()
+
+
+def check_page(path: Path) -> list[str]:
+    parser = Collector()
+    text = path.read_text()
+    assert text.lstrip().lower().startswith("<!doctype html>")
+    parser.feed(text)
+    assert not parser.errors and not parser.stack, (path, parser.errors, parser.stack)
+    for reference in parser.references:
+        assert "://" not in reference and not reference.startswith("/"), reference
+        assert (path.parent / reference.split("#")[0]).exists(), (path.name, reference)
+    return parser.references
+
+
+@pytest.fixture(scope="module")
+def reports(tiny_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    overrides = {
+        "model.input_size": "32",
+        "model.class_names": f"[{', '.join(sorted(CLASS_NAMES))}]",
+        "attribute.per_class": "1",
+        "attribute.layers": "[block2]",
+        "attribute.ig_steps": "4",
+        "attribute.occlusion_window": "8",
+    }
+    args = ["attribute", "--config", DEMO_CONFIG, "--out", str(out)]
+    args += [arg for key, value in overrides.items() for arg in ("-s", f"{key}={value}")]
+    args += ["--images", str(tiny_world / "test-swapped"), "--images", str(tiny_world / "test")]
+    assert main(args) == 0
+    return out
+
+
+def test_contract_files_for_every_image_and_method(reports, tiny_world):
+    pages = sorted(p for p in reports.glob("*.html") if p.name != "index.html")
+    assert len(pages) == 12  # 2 classes of test-swapped, 10 of test, one image each
+    methods = ("saliency", "guided_backprop", "gradcam", "occlusion", "integrated_gradients")
+    for page in pages:
+        for method in methods:
+            values = np.load(reports / f"{page.stem}.{method}.npy")
+            assert values.dtype == np.float32 and values.shape == (32, 32)
+    stems = [p.stem for p in pages]
+    assert len(set(stems)) == len(stems)  # 000000.png in every class folder: disambiguated
+
+
+def test_pages_are_valid_and_reference_only_existing_files(reports):
+    index_refs = check_page(reports / "index.html")
+    assert sum(r.endswith(".html") for r in index_refs) >= 12
+    for page in reports.glob("*.html"):
+        check_page(page)
+    text = next(p for p in reports.glob("*.html") if p.name != "index.html").read_text()
+    for phrase in (
+        "Randomization similarity",
+        "Deletion AUC",
+        "scale:",
+        "native resolution",
+        "block2",
+    ):
+        assert phrase in text
+
+
+def test_bad_inputs(capsys, tiny_world, tmp_path):
+    code = main(
+        [
+            "attribute",
+            "--config",
+            DEMO_CONFIG,
+            "--methods",
+            "saliency,gradcm",
+            "--images",
+            str(tiny_world / "test"),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2 and "unknown attribution method 'gradcm'" in capsys.readouterr().err
+    code = main(
+        [
+            "attribute",
+            "--config",
+            DEMO_CONFIG,
+            "--target",
+            "nonsense",
+            "--images",
+            str(tiny_world / "test"),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2
