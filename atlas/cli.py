@@ -315,24 +315,26 @@ def classes(config: Config, store, layout, grid_url, out, compare_store, world, 
 @model_options
 @config_options
 @click.option(
-    "--images",
-    "sources",
-    required=True,
-    multiple=True,
-    help="Image folder, list file or URL (repeatable).",
+    "--images", "sources", multiple=True, help="Image folder, list file or URL (repeatable)."
 )
+@click.option("--exemplars", help="A grid store: also report its cells' exemplar images.")
 @click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Folder for the maps and pages."
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder for maps and pages."
 )
 @click.option("--methods", help="Comma-separated methods (attribute.methods).")
 @click.option("--target", help="'pred', 'label' or a class index (attribute.target).")
 def attribute(
-    config: Config, sources: tuple[str, ...], out: str, methods: str | None, target: str | None
+    config: Config,
+    sources: tuple[str, ...],
+    exemplars: str | None,
+    out: str,
+    methods: str | None,
+    target: str | None,
 ) -> None:
     """Attribution maps and HTML reports for images: saliency, guided backprop, Grad-CAM,
     occlusion, integrated gradients, with sanity and faithfulness checks."""
     from atlas.models import load_model
-    from atlas.reports.attribution_report import attribute_images, select_images
+    from atlas.reports.attribution_report import attribute_images, exemplar_images, select_images
 
     options = config.attribute
     if methods:
@@ -343,10 +345,32 @@ def attribute(
         options = options.model_copy(update={"target": int(target) if target.isdigit() else target})
         if options.target not in ("pred", "label") and not isinstance(options.target, int):
             raise ConfigError(f"--target {target!r}: use pred, label or a class index")
+    if not sources and not exemplars:
+        raise ConfigError("give images to report on: --images SOURCE and/or --exemplars GRID")
     model = load_model(config.model)
     records = select_images(sources, model.class_names, options)
+    if exemplars:
+        known = {r.path for r in records}
+        records += [
+            r for r in exemplar_images(exemplars, options.exemplars_per_cell) if r.path not in known
+        ]
     reports = attribute_images(model, records, out, options)
     click.echo(f"{len(reports)} image reports in {out}/index.html")
+
+
+@cli.command("report-model")
+@model_options
+@config_options
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder for model.html."
+)
+def report_model(config: Config, out: str) -> None:
+    """The model report: layer table, first-layer filters, class visualizations."""
+    from atlas.models import load_model
+    from atlas.reports.model_report import model_report
+
+    page = model_report(load_model(config.model), out, config.report)
+    click.echo(f"wrote {page}")
 
 
 @cli.command("layers")

@@ -120,3 +120,55 @@ def test_bad_inputs(capsys, tiny_world, tmp_path):
         ]
     )
     assert code == 2
+
+
+def test_model_report_page(tmp_path, capsys):
+    code = main(
+        [
+            "report-model",
+            "--config",
+            DEMO_CONFIG,
+            "-s",
+            "report.steps=4",
+            "-s",
+            "report.icon_size=32",
+            "-s",
+            "report.classes=[class_1, class_3]",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    page = tmp_path / "model.html"
+    references = check_page(page)
+    assert {"class-0.png", "class-1.png", "filters.png", "style.css"} <= set(references)
+    text = page.read_text()
+    assert (
+        "block4.conv" in text
+        and "Total parameters" in text
+        and "First-layer filters (block1.conv)" in text
+    )
+    code = main(
+        [
+            "report-model",
+            "--config",
+            DEMO_CONFIG,
+            "-s",
+            "report.classes=[tiger]",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2 and "unknown class 'tiger'" in capsys.readouterr().err
+
+
+def test_first_filters_are_each_scaled_to_their_range():
+    from atlas.config import ModelSpec
+    from atlas.models import load_model
+    from atlas.reports.model_report import first_filters
+
+    name, filters = first_filters(load_model(ModelSpec(arch="resnet18")).module)
+    assert name == "conv1" and filters.shape == (64, 7, 7, 3)
+    assert np.allclose(filters.min(axis=(1, 2, 3)), 0) and np.allclose(
+        filters.max(axis=(1, 2, 3)), 1
+    )

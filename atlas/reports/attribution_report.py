@@ -70,6 +70,27 @@ def select_images(
     return chosen
 
 
+def exemplar_images(grid_url: str, per_cell: int) -> list[ImageRecord]:
+    """The images of the first ``per_cell`` exemplars of every cell of every level of a
+    grid (each image once, in level then cell order), labelled as the run store has them."""
+    from atlas.store import open_run
+    from atlas.store.maps import open_grid
+
+    grid = open_grid(grid_url)
+    layer = open_run(grid.attrs["run"]).layer(grid.attrs["layer"])
+    paths, labels = layer["path"][:], layer["label"][:]
+    seen, records = set(), []
+    for size in grid.levels:
+        exemplars = grid.level(size)["exemplar"][:, :per_cell]
+        for sample in exemplars[exemplars >= 0]:
+            path = str(paths[sample])
+            if path not in seen:
+                seen.add(path)
+                label = int(labels[sample])
+                records.append(ImageRecord(path, label if label >= 0 else None))
+    return records
+
+
 def unique_stems(paths: Sequence[str]) -> list[str]:
     """File stems, prefixed by their folder where two images share one (demo splits have
     ``snow_leopard/000001.png`` and ``star/000001.png``), numbered if still ambiguous."""

@@ -1,0 +1,95 @@
+"""The model report (``atlas report-model``): the layer table, the first layer's filters,
+and what the model expects each class to look like (class activation maximization with
+the feature-visualization engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from atlas.config import ReportConfig, package_version
+from atlas.errors import AtlasError, choices_hint
+from atlas.featvis import objectives
+from atlas.featvis.render import render
+from atlas.layers import summarize
+from atlas.models import LoadedModel
+from atlas.reports.attribution_report import _environment
+from atlas.reports.imaging import save_png, tile
+
+
+def first_filters(module: nn.Module) -> tuple[str, np.ndarray] | None:
+    """The first convolution taking 3 channels, its filters (N, k, k, 3) each scaled to
+    [0, 1] on its own (filters differ in scale by orders of magnitude)."""
+    for name, layer in module.named_modules():
+        if isinstance(layer, nn.Conv2d) and layer.in_channels == 3:
+            weights = layer.weight.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
+            low = weights.min(axis=(1, 2, 3), keepdims=True)
+            high = weights.max(axis=(1, 2, 3), keepdims=True)
+            return name, (weights - low) / np.where(high > low, high - low, 1)
+    return None
+
+
+def model_report(model: LoadedModel, out_dir: str | Path, options: ReportConfig) -> Path:
+    """Write ``model.html`` and its pictures under ``out_dir``; returns the page's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(model.module, model.preprocessing.input_size)
+    filters = first_filters(model.module)
+    filter_file = None
+    if filters is not None:
+        name, weights = filters
+        picture = (
+            tile(weights, columns=min(16, len(weights)), pad=1, background=1.0) * 255 + 0.5
+        ).astype(np.uint8)
+        filter_file = "filters.png"
+        save_png(picture, out / filter_file, scale=max(1, 96 // weights.shape[1]))
+    names = options.classes or model.class_names[:8]
+    unknown = [n for n in names if n not in model.class_names]
+    if unknown:
+        raise AtlasError(
+            f"unknown class {unknown[0]!r} "
+            + choices_hint(unknown[0], model.class_names, label="classes")
+        )
+    indices = [model.class_names.index(n) for n in names]
+    result = render(
+        model,
+        objectives.class_logit(indices),
+        size=options.icon_size,
+        seeds=list(range(len(indices))),
+        steps=options.steps,
+        lr=options.lr,
+    )
+    classes = []
+    for i, (name, image, value) in enumerate(zip(names, result.images, result.values, strict=True)):
+        file = f"class-{i}.png"
+        save_png((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), out / file)
+        with torch.no_grad():
+            probability = torch.softmax(
+                model.module(
+                    model.preprocessing.normalize(
+                        torch.from_numpy(image).permute(2, 0, 1)[None].to(model.device)
+                    )
+                ),
+                dim=1,
+            )[0, indices[i]].item()
+        classes.append(
+            {"name": name, "file": file, "logit": float(value), "probability": probability}
+        )
+    env = _environment()
+    page = out / "model.html"
+    page.write_text(
+        env.get_template("model.html").render(
+            spec=model.spec,
+            summary=summary,
+            filters=filter_file,
+            filter_layer=filters[0] if filters else None,
+            classes=classes,
+            options=options,
+            version=package_version(),
+        )
+    )
+    (out / "style.css").write_text(env.get_template("style.css").render())
+    return page
