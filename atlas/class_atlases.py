@@ -20,7 +20,7 @@ from atlas.classes import (
     rank_pair,
 )
 from atlas.config import ModelSpec, package_version
-from atlas.demo.shortcut import habitat_shares, surviving_attribution
+from atlas.demo.shortcut import empty_scene_predictions, habitat_shares, surviving_attribution
 from atlas.grid import cell_of
 from atlas.grid import whitening as layer_whitening
 from atlas.models import load_model
@@ -146,6 +146,9 @@ def classes_store(
             identity = run.meta["identity"]
             models[run_key] = load_model(
                 ModelSpec.model_validate(identity["model"]), seed=identity["extract"]["seed"]
+            )
+            report.setdefault("empty_scenes", {})[run_key] = empty_scene_predictions(
+                models[run_key], world
             )
     store = zarr.open_group(str(out / "classes.zarr"), mode="w", zarr_format=3)
     for group_name, (run_key, atlas) in atlases.items():

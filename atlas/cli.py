@@ -308,6 +308,9 @@ def classes(config: Config, store, layout, grid_url, out, compare_store, world, 
         click.echo(
             f"{name}: {summary['members']} samples in {summary.get('cells', 0)} cells{share}"
         )
+    for habitat, top in report.get("empty_scenes", {}).get("model", {}).items():
+        guesses = ", ".join(f"{name} {p:.2f}" for name, p in top)
+        click.echo(f"an empty {habitat} scene looks like: {guesses}")
     click.echo(f"wrote {out}")
 
 
