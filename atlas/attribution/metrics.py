@@ -70,32 +70,38 @@ def deletion_insertion(
     maps: torch.Tensor,
     *,
     steps: int = 16,
-    batch: int = 64,
+    batch: int = 128,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per image, the deletion and insertion AUCs (class probability, averaged over
-    ``steps + 1`` points from 0% to 100% of the pixels, most attributed first)."""
-    deletion, insertion = [], []
+    ``steps + 1`` points from 0% to 100% of the pixels, most attributed first). All the
+    images' frames go through the model together, ``batch`` at a time."""
+    frames, classes = [], []
+    for image, klass, attribution in zip(inputs, target, maps, strict=True):
+        blurred = _blur(image)
+        order = torch.argsort(attribution.flatten(), descending=True)
+        counts = torch.linspace(0, order.numel(), steps + 1, device=order.device).round().long()
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel(), device=order.device)
+        shown = (rank[None, :] < counts[:, None]).view(steps + 1, 1, *image.shape[1:])
+        frames += [
+            torch.where(shown, blurred[None], image[None]),
+            torch.where(shown, image[None], blurred[None]),
+        ]
+        classes.append(klass)
+    stacked = torch.cat(frames)
     with torch.inference_mode():
-        for image, klass, attribution in zip(inputs, target, maps, strict=True):
-            blurred = _blur(image)
-            order = torch.argsort(attribution.flatten(), descending=True)
-            counts = torch.linspace(0, order.numel(), steps + 1).round().long()
-            rank = torch.empty_like(order)
-            rank[order] = torch.arange(order.numel(), device=order.device)
-            shown = (rank[None, :] < counts[:, None]).view(steps + 1, 1, *image.shape[1:])
-            curves = []
-            for start_with, fill in ((image, blurred), (blurred, image)):
-                frames = torch.where(shown, fill[None], start_with[None])
-                probs = torch.cat(
-                    [
-                        torch.softmax(model.module(frames[s : s + batch]), dim=1)[:, klass]
-                        for s in range(0, len(frames), batch)
-                    ]
-                )
-                curves.append(float(torch.trapezoid(probs, dx=1.0 / steps)))
-            deletion.append(curves[0])
-            insertion.append(curves[1])
-    return np.array(deletion), np.array(insertion)
+        probs = torch.cat(
+            [
+                torch.softmax(model.module(stacked[s : s + batch]), dim=1)
+                for s in range(0, len(stacked), batch)
+            ]
+        )
+    curves = probs.view(len(classes), 2, steps + 1, -1)
+    picked = curves[
+        torch.arange(len(classes)), :, :, torch.stack(classes).cpu()
+    ]  # (B, 2, steps + 1)
+    auc = torch.trapezoid(picked, dx=1.0 / steps, dim=2)
+    return auc[:, 0].cpu().numpy(), auc[:, 1].cpu().numpy()
 
 
 def _blur(image: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
