@@ -286,10 +286,10 @@ class AttributeConfig(Section):
     layers: list[str] = Field(default_factory=list, description="layers shown as activation grids")
     channels_shown: PositiveInt = 16
     randomize_layers: PositiveInt = Field(
-        default=2, description="top layers re-initialized in the sanity check"
+        default=4, description="top layers re-initialized in the sanity check"
     )
     randomization_flag: float = Field(
-        default=0.5, description="flag maps at least this similar after randomizing"
+        default=0.7, description="flag maps at least this similar after randomizing"
     )
     deletion_steps: PositiveInt = 16
     batch_size: PositiveInt = 16
@@ -298,6 +298,9 @@ class AttributeConfig(Section):
     )
     per_class: PositiveInt | None = Field(
         default=None, description="at most this many images per label"
+    )
+    exemplars_per_cell: PositiveInt = Field(
+        default=2, description="with --exemplars: images per grid cell"
     )
 
     @field_validator("target")
