@@ -376,6 +376,80 @@ def report_model(config: Config, out: str) -> None:
     click.echo(f"wrote {page}")
 
 
+@cli.command("viewer")
+@config_options
+@click.option("--store", required=True, help="The run's activation store.")
+@click.option("--grid", "grid_url", required=True, help="The grid store.")
+@click.option(
+    "--render",
+    "render_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder of atlas render.",
+)
+@click.option(
+    "--classes",
+    "classes_dir",
+    type=click.Path(file_okay=False),
+    help="Output folder of atlas classes.",
+)
+@click.option(
+    "--exemplar-reports", type=click.Path(file_okay=False), help="Reports on the grid's exemplars."
+)
+@click.option(
+    "--reports", type=click.Path(file_okay=False), help="Other attribution reports to link."
+)
+@click.option(
+    "--model-report", type=click.Path(file_okay=False), help="Output folder of atlas report-model."
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the site.")
+@click.option("--title", default="Activation atlas", help="The page title.")
+def viewer(
+    config: Config,
+    store,
+    grid_url,
+    render_dir,
+    classes_dir,
+    exemplar_reports,
+    reports,
+    model_report,
+    out,
+    title,
+) -> None:
+    """Build the static viewer site: the zoomable atlas, class atlases, reports."""
+    from atlas.viewer.build import build_site
+
+    page = build_site(
+        out,
+        run_url=store,
+        grid_url=grid_url,
+        render_dir=render_dir,
+        classes_dir=classes_dir,
+        exemplar_reports=exemplar_reports,
+        reports=reports,
+        model_report=model_report,
+        title=title,
+    )
+    click.echo(f"wrote {page}; view it with: atlas serve {out}")
+
+
+@cli.command("serve")
+@click.argument("site", type=click.Path(file_okay=False))
+@click.option("--port", type=int, default=8000, show_default=True, help="Port (0: any free one).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+def serve(site: str, port: int, host: str) -> None:
+    """Serve a built site on this machine (Ctrl-C to stop)."""
+    from atlas.viewer.server import make_server
+
+    server = make_server(site, port=port, host=host)
+    bound_host, bound_port = server.server_address[:2]
+    click.echo(f"serving {site} at http://{bound_host}:{bound_port}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 @cli.command("layers")
 @model_options
 @config_options

@@ -1,0 +1,294 @@
+"""The viewer site: a static folder that shows a run's atlas, class atlases and reports.
+
+Everything the page needs is written here, so the page computes nothing the pipeline
+could have written, and it loads lazily at any scale:
+
+- ``atlas.json``: levels (with their deep-zoom ``tiles/<size>.dzi``), class names, links;
+- ``cells/<size>/<bx>_<by>.json``: the cells of one 16 x 16 block of a level (count, top
+  classes with their attribution share, icon, exemplars with their crops and report
+  links, icon quality), fetched as the view reaches them;
+- ``classes/<size>/<class>.json``: the cells of a level that push a class (for the class
+  filter), fetched when a class is chosen;
+- ``icons/``, ``crops/`` (exemplar crops around the sampled positions), ``tiles/``;
+- ``classes.html`` (class atlases, pair and checkpoint comparisons), and copies of the
+  attribution reports and the model report, which the pages link to;
+- ``vendor/openseadragon/``: OpenSeadragon, copied from the npm install (never from a CDN,
+  never committed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import zarr
+from jinja2 import Environment, PackageLoader, select_autoescape
+from PIL import Image
+
+from atlas.config import ModelSpec, package_version
+from atlas.data import UnusableImage, read_pixels
+from atlas.errors import AtlasError
+from atlas.models import Preprocessing
+from atlas.reports.imaging import tile
+from atlas.store import open_run
+from atlas.store.maps import open_grid
+
+log = logging.getLogger(__name__)
+
+BLOCK = 16  # cells per side of a metadata block
+CROP_PX = 96  # exemplar crops are shown at this size
+EXEMPLARS = 4  # exemplars shown per cell
+STATIC = Path(__file__).with_name("static")
+
+
+def node_modules() -> Path:
+    """The npm install holding OpenSeadragon: the project's, found from this package up."""
+    for folder in [Path.cwd(), *Path(__file__).resolve().parents]:
+        candidate = folder / "node_modules" / "openseadragon" / "build" / "openseadragon"
+        if candidate.is_dir():
+            return candidate
+    raise AtlasError(
+        "OpenSeadragon is not installed: run `npm install` in the project folder (make does)"
+    )
+
+
+def build_site(
+    out_dir: str | Path,
+    *,
+    run_url: str,
+    grid_url: str,
+    render_dir: str | Path,
+    classes_dir: str | Path | None = None,
+    exemplar_reports: str | Path | None = None,
+    reports: str | Path | None = None,
+    model_report: str | Path | None = None,
+    title: str = "Activation atlas",
+) -> Path:
+    """Write the site into ``out_dir`` (replacing it); returns the index page's path."""
+    out = Path(out_dir)
+    vendor = node_modules()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copytree(
+        vendor,
+        out / "vendor" / "openseadragon",
+        ignore=shutil.ignore_patterns("*.map", "openseadragon.js"),
+    )
+    render_dir = Path(render_dir)
+    shutil.copytree(
+        render_dir / "tiles", out / "tiles", ignore=shutil.ignore_patterns("vips-properties.xml")
+    )
+    for name in ("index.html", "viewer.js", "style.css"):
+        shutil.copy(STATIC / name, out / name)
+
+    run, grid = open_run(run_url), open_grid(grid_url)
+    layer = run.layer(grid.attrs["layer"])
+    spec = ModelSpec.model_validate(run.meta["identity"]["model"])
+    crops = _Crops(
+        out, Preprocessing(spec.input_size, spec.resize_size, spec.mean, spec.std), layer["path"]
+    )
+    links = _report_links(exemplar_reports, out, "reports")
+    renders = zarr.open_group(str(render_dir / "render.zarr"), mode="r")
+    class_names = run.meta["class_names"]
+    levels = []
+    for size in sorted(int(s) for s in renders.attrs["atlas"]["levels"]):
+        level, icons = grid.level(size), renders[str(size)]
+        _write_level(out, size, level, icons, render_dir / "icons", crops, links, class_names)
+        levels.append(
+            {
+                "size": size,
+                "dzi": f"tiles/{size}.dzi",
+                "occupied": int((level["count"][:] > 0).sum()),
+            }
+        )
+
+    pages = {}
+    if classes_dir:
+        pages["classes"] = _write_classes_page(out, Path(classes_dir), run, crops, links)
+    if reports:
+        shutil.copytree(reports, out / "attribute")
+        pages["reports"] = "attribute/index.html"
+    if model_report:
+        shutil.copytree(model_report, out / "model")
+        pages["model"] = "model/model.html"
+    atlas = {
+        "title": title,
+        "version": package_version(),
+        "model": spec.arch,
+        "layer": grid.attrs["layer"],
+        "samples": int(layer["valid"][:].sum()),
+        "classes": class_names,
+        "icon_size": renders.attrs["atlas"]["icon_size"],
+        "block": BLOCK,
+        "levels": levels,
+        "pages": pages,
+    }
+    (out / "atlas.json").write_text(json.dumps(atlas))
+    return out / "index.html"
+
+
+class _Crops:
+    """Exemplar crops, written once per sample: the model's view of the image, cut to the
+    box the sample's activation sees, scaled to ``CROP_PX``."""
+
+    def __init__(self, out: Path, preprocessing: Preprocessing, paths) -> None:
+        self.out, self.preprocessing, self.paths = out / "crops", preprocessing, paths
+        self.out.mkdir(exist_ok=True)
+        self.done: set[int] = set()
+
+    def __call__(self, sample: int, box) -> str | None:
+        name = f"crops/{sample}.png"
+        if sample in self.done:
+            return name
+        try:
+            pixels = (
+                self.preprocessing.crop(read_pixels(str(self.paths[sample])))
+                .permute(1, 2, 0)
+                .numpy()
+            )
+        except UnusableImage:
+            return None
+        x0, y0, x1, y1 = (int(v) for v in box)
+        piece = Image.fromarray(pixels[y0:y1, x0:x1]).resize(
+            (CROP_PX, CROP_PX), Image.Resampling.NEAREST
+        )
+        piece.save(self.out / f"{sample}.png")
+        self.done.add(sample)
+        return name
+
+
+def _report_links(reports_dir, out: Path, target: str) -> dict[str, str]:
+    """Image path -> its report page in the site (the reports are copied in)."""
+    if not reports_dir:
+        return {}
+    shutil.copytree(reports_dir, out / target)
+    listing = json.loads((Path(reports_dir) / "reports.json").read_text())
+    return {
+        str(Path(entry["path"]).resolve()): f"{target}/{entry['stem']}.html" for entry in listing
+    }
+
+
+def _write_level(out, size, level, icons, icon_dir, crops, links, class_names) -> None:
+    count = level["count"][:]
+    top_class, share = level["top_class"][:], level["top_class_share"][:]
+    top_label, label_count = level["top_label"][:], level["top_label_count"][:]
+    exemplar, boxes = level["exemplar"][:, :EXEMPLARS], level["exemplar_box"][:, :EXEMPLARS]
+    keys, quality = icons["icon_key"][:], icons["quality"][:]
+    paths = crops.paths
+    (out / "icons").mkdir(exist_ok=True)
+    (out / "cells" / str(size)).mkdir(parents=True)
+    blocks: dict[tuple[int, int], list] = {}
+    for cell in np.flatnonzero(count > 0):
+        row, col = divmod(int(cell), size)
+        key = str(keys[cell])
+        if key and not (out / "icons" / f"{key}.png").exists():
+            shutil.copy(icon_dir / f"{key}.png", out / "icons" / f"{key}.png")
+        examples = []
+        for sample, box in zip(exemplar[cell], boxes[cell], strict=True):
+            if sample < 0:
+                continue
+            crop = crops(int(sample), box)
+            link = links.get(str(Path(str(paths[sample])).resolve()))
+            examples.append({"crop": crop, "report": link, "path": str(paths[sample])})
+        entry = {
+            "cell": int(cell),
+            "n": int(count[cell]),
+            "classes": [
+                [int(c), round(float(s), 4)]
+                for c, s in zip(top_class[cell], share[cell], strict=True)
+                if c >= 0
+            ],
+            "labels": [
+                [int(c), int(n)]
+                for c, n in zip(top_label[cell], label_count[cell], strict=True)
+                if c >= 0
+            ],
+            "icon": f"icons/{key}.png" if key else None,
+            "quality": None if not np.isfinite(quality[cell]) else round(float(quality[cell]), 3),
+            "exemplars": examples,
+        }
+        blocks.setdefault((col // BLOCK, row // BLOCK), []).append(entry)
+    for (bx, by), entries in blocks.items():
+        (out / "cells" / str(size) / f"{bx}_{by}.json").write_text(json.dumps(entries))
+    by_class: dict[int, list] = {}
+    for cell in np.flatnonzero(count > 0):
+        for c, s in zip(top_class[cell], share[cell], strict=True):
+            if c >= 0:
+                by_class.setdefault(int(c), []).append([int(cell), round(float(s), 4)])
+    folder = out / "classes" / str(size)
+    folder.mkdir(parents=True)
+    for c in range(len(class_names)):
+        (folder / f"{c}.json").write_text(
+            json.dumps(sorted(by_class.get(c, []), key=lambda e: -e[1]))
+        )
+
+
+def _write_classes_page(out: Path, classes_dir: Path, run, crops, links) -> str:
+    """classes.html: every class atlas as an icon mosaic, pairs with their separating
+    cells, checkpoint comparisons side by side, and the demo's habitat measures."""
+    store = zarr.open_group(str(classes_dir / "classes.zarr"), mode="r")
+    report = json.loads((classes_dir / "report.json").read_text())
+    folder = out / "class-atlases"
+    folder.mkdir()
+    mosaics = {}
+    for kind in ("class", "pair", "compare"):
+        if kind not in store:
+            continue
+        for name in store[kind].group_keys():
+            group = store[kind][name]
+            icons, count = group["icon"][:], group["count"][:]
+            size = round(len(count) ** 0.5)
+            icons = np.where((count > 0)[:, None, None, None], icons, 255)
+            rows = [
+                icons[r * size : (r + 1) * size] for r in range(size - 1, -1, -1)
+            ]  # top row first
+            picture = tile(np.concatenate(rows), size, pad=2, background=255)
+            file = f"class-atlases/{kind}-{name}.png"
+            Image.fromarray(picture).save(out / file)
+            mosaics[f"{kind}/{name}"] = {"file": file, "size": size}
+    pairs = []
+    for name, summary in report.get("pairs", {}).items():
+        group = store["pair"][name]
+        exemplar, box = group["exemplar"][:], group["exemplar_box"][:]
+        strength = group["strength"][:]
+        ranked = summary["ranking"]["cells"]
+        ends = []
+        for cell in ranked[:3] + ranked[-3:]:
+            examples = [
+                {
+                    "crop": crops(int(s), b),
+                    "report": links.get(str(Path(str(crops.paths[s])).resolve())),
+                }
+                for s, b in zip(exemplar[cell][:3], box[cell][:3], strict=True)
+                if s >= 0
+            ]
+            ends.append(
+                {
+                    "cell": cell,
+                    "a": float(strength[cell, 0]),
+                    "b": float(strength[cell, 1]),
+                    "examples": examples,
+                }
+            )
+        pairs.append(
+            {
+                "name": name,
+                "classes": summary["classes"],
+                "mosaic": mosaics.get(f"pair/{name}"),
+                "first": ends[:3],
+                "last": ends[3:][::-1],
+            }
+        )
+    env = Environment(
+        loader=PackageLoader("atlas.viewer", "static"), autoescape=select_autoescape(["html"])
+    )
+    (out / "classes.html").write_text(
+        env.get_template("classes.html").render(
+            report=report, mosaics=mosaics, pairs=pairs, version=package_version()
+        )
+    )
+    return "classes.html"

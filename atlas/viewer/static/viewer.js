@@ -1,0 +1,201 @@
+// The atlas viewer: a deep-zoom map of every grid level's icons, one level shown at a
+// time (the finest whose cells are still big enough on screen), with lazily fetched cell
+// metadata for hovering and clicking, and a class filter. OpenSeadragon draws the tiles.
+
+const MIN_CELL_PX = 48; // switch to a finer level once its cells are this big on screen
+const MAX_HIGHLIGHTS = 400;
+
+const OSD = window.OpenSeadragon;
+const atlas = await (await fetch("atlas.json")).json();
+const levels = atlas.levels; // coarse to fine
+const blocks = new Map(); // "size/bx_by" -> Promise of cells keyed by cell id
+let shown = levels[0].size;
+let filterClass = null;
+
+document.title = atlas.title;
+document.querySelector("#title").textContent = atlas.title;
+document.querySelector("#about").textContent =
+  `${atlas.model}, layer ${atlas.layer}: ${atlas.samples.toLocaleString()} activations`;
+const names = document.querySelector("#class-names");
+for (const name of atlas.classes) names.append(new Option(name));
+const pageNames = { classes: "class atlases", reports: "attribution reports", model: "model report" };
+for (const [key, href] of Object.entries(atlas.pages)) {
+  const link = document.createElement("a");
+  link.href = href;
+  link.textContent = pageNames[key] ?? key;
+  document.querySelector("#pages").append(link);
+}
+
+const viewer = OSD({
+  id: "map",
+  prefixUrl: "vendor/openseadragon/images/",
+  showNavigator: true,
+  navigatorPosition: "BOTTOM_RIGHT",
+  visibilityRatio: 0.5,
+  minZoomImageRatio: 0.5,
+  maxZoomPixelRatio: 4,
+  gestureSettingsMouse: { clickToZoom: false },
+});
+const opened = levels.map(
+  (level, index) =>
+    new Promise((resolve, reject) =>
+      viewer.addTiledImage({
+        tileSource: level.dzi,
+        x: 0,
+        y: 0,
+        width: 1,
+        index,
+        opacity: index === 0 ? 1 : 0,
+        success: (event) => resolve(event.item),
+        error: (event) => reject(new Error(event.message)),
+      }),
+    ),
+);
+const images = await Promise.all(opened);
+
+function cellPixels(size) {
+  return viewer.viewport.deltaPixelsFromPointsNoRotate(new OSD.Point(1 / size, 0), true).x;
+}
+
+function chooseLevel() {
+  let choice = levels[0].size;
+  for (const level of levels) if (cellPixels(level.size) >= MIN_CELL_PX) choice = level.size;
+  if (choice === shown) return;
+  shown = choice;
+  levels.forEach((level, i) => images[i].setOpacity(level.size === shown ? 1 : 0));
+  const label = document.querySelector("#level");
+  label.textContent = `level ${shown}x${shown}`;
+  label.dataset.size = String(shown);
+  highlight();
+}
+document.querySelector("#level").textContent = `level ${shown}x${shown}`;
+document.querySelector("#level").dataset.size = String(shown);
+viewer.addHandler("animation", chooseLevel);
+viewer.addHandler("animation-finish", chooseLevel);
+
+function cellAt(point, size) {
+  if (point.x < 0 || point.y < 0 || point.x >= 1 || point.y >= 1) return null;
+  const col = Math.floor(point.x * size);
+  const row = size - 1 - Math.floor(point.y * size); // row 0 is the layout's bottom
+  return { size, col, row, cell: row * size + col };
+}
+
+function block(size, col, row) {
+  const key = `${size}/${Math.floor(col / atlas.block)}_${Math.floor(row / atlas.block)}`;
+  if (!blocks.has(key)) {
+    blocks.set(
+      key,
+      fetch(`cells/${key}.json`)
+        .then((response) => (response.ok ? response.json() : []))
+        .then((entries) => new Map(entries.map((entry) => [entry.cell, entry]))),
+    );
+  }
+  return blocks.get(key);
+}
+
+async function cellInfo(where) {
+  if (!where) return null;
+  return (await block(where.size, where.col, where.row)).get(where.cell) ?? null;
+}
+
+function classList(entry) {
+  return entry.classes
+    .map(([c, share]) => `<div><span class="share" style="width:${Math.round(share * 80)}px"></span>${atlas.classes[c]} ${(share * 100).toFixed(0)}%</div>`)
+    .join("");
+}
+
+const tooltip = document.querySelector("#tooltip");
+let hoverToken = 0;
+new OSD.MouseTracker({
+  element: viewer.canvas,
+  moveHandler: async (event) => {
+    const token = ++hoverToken;
+    const where = cellAt(viewer.viewport.pointFromPixel(event.position), shown);
+    const entry = await cellInfo(where);
+    if (token !== hoverToken) return;
+    if (!entry) {
+      tooltip.hidden = true;
+      return;
+    }
+    tooltip.innerHTML =
+      (entry.icon ? `<img src="${entry.icon}" alt="icon">` : "") +
+      `<b class="count">average of ${entry.n} activations</b>` +
+      `<div class="classes">${classList(entry)}</div>`;
+    tooltip.dataset.cell = String(entry.cell);
+    tooltip.style.left = `${event.originalEvent.clientX + 16}px`;
+    tooltip.style.top = `${event.originalEvent.clientY + 16}px`;
+    tooltip.hidden = false;
+  },
+  leaveHandler: () => {
+    hoverToken++;
+    tooltip.hidden = true;
+  },
+});
+
+const panel = document.querySelector("#panel");
+document.querySelector("#close").addEventListener("click", () => (panel.hidden = true));
+viewer.addHandler("canvas-click", async (event) => {
+  if (!event.quick) return;
+  const where = cellAt(viewer.viewport.pointFromPixel(event.position), shown);
+  const entry = await cellInfo(where);
+  if (!entry) return;
+  const labels = entry.labels.map(([c, n]) => `${atlas.classes[c]} (${n})`).join(", ");
+  const quality = entry.quality === null ? "" :
+    `<p class="note">The icon drives its direction ${entry.quality}x as much as the best exemplar does.</p>`;
+  const exemplars = entry.exemplars
+    .map((e) => {
+      const picture = e.crop ? `<img src="${e.crop}" alt="${e.path}" title="${e.path}">` : e.path;
+      return e.report ? `<a href="${e.report}">${picture}</a>` : `<span>${picture}</span>`;
+    })
+    .join("");
+  document.querySelector("#panel-body").innerHTML =
+    `<h2>Cell ${where.col}, ${where.row} of ${where.size}x${where.size}</h2>` +
+    (entry.icon ? `<img src="${entry.icon}" width="192" height="192" style="image-rendering:pixelated" alt="icon">` : "") +
+    `<p>Average of ${entry.n} activations.</p>${quality}` +
+    `<h3>Classes it pushes</h3>${classList(entry)}` +
+    (labels ? `<h3>Labels of its images</h3><p>${labels}</p>` : "") +
+    `<h3>Dataset exemplars</h3><div class="exemplars">${exemplars}</div>`;
+  panel.hidden = false;
+  panel.dataset.cell = String(entry.cell);
+});
+
+async function highlight() {
+  viewer.clearOverlays();
+  if (filterClass === null) return;
+  const size = shown;
+  const response = await fetch(`classes/${size}/${filterClass}.json`);
+  const cells = (await response.json()).slice(0, MAX_HIGHLIGHTS);
+  if (size !== shown) return;
+  for (const [cell] of cells) {
+    const row = Math.floor(cell / size), col = cell % size;
+    const element = document.createElement("div");
+    element.className = "highlight";
+    element.dataset.cell = String(cell);
+    viewer.addOverlay({ element, location: new OSD.Rect(col / size, (size - 1 - row) / size, 1 / size, 1 / size) });
+  }
+}
+document.querySelector("#class-filter").addEventListener("change", (event) => {
+  const index = atlas.classes.indexOf(event.target.value);
+  filterClass = index >= 0 ? index : null;
+  highlight();
+});
+
+// For tests and scripts: where a cell is on the page, and which level is shown.
+window.atlasViewer = {
+  viewer,
+  level: () => shown,
+  cellCenter(size, cell) {
+    const row = Math.floor(cell / size), col = cell % size;
+    const point = new OSD.Point((col + 0.5) / size, (size - 1 - row + 0.5) / size);
+    const pixel = viewer.viewport.pixelFromPoint(point, true);
+    const box = viewer.element.getBoundingClientRect();
+    return { x: box.left + pixel.x, y: box.top + pixel.y };
+  },
+  zoomToCell(size, cell, cells = 3) {
+    const row = Math.floor(cell / size), col = cell % size;
+    const side = cells / size;
+    const x = (col + 0.5) / size - side / 2, y = (size - 1 - row + 0.5) / size - side / 2;
+    viewer.viewport.fitBounds(new OSD.Rect(x, y, side, side), true);
+  },
+};
+document.body.dataset.ready = "true";
