@@ -68,3 +68,70 @@ def tiny_store(tiny_world, tmp_path_factory):
         scheduler="inline",
     )
     return url
+
+
+@pytest.fixture(scope="session")
+def tiny_site(tiny_store, tmp_path_factory):
+    """A whole tiny pipeline after extraction, up to the viewer site: reduce, grid,
+    render, class atlases, exemplar reports, model report."""
+    from atlas.class_atlases import classes_store
+    from atlas.config import (
+        AttributeConfig,
+        ClassesConfig,
+        GridConfig,
+        ReduceConfig,
+        RenderConfig,
+        ReportConfig,
+    )
+    from atlas.grid import grid_store
+    from atlas.models import load_model
+    from atlas.reduce import reduce_store
+    from atlas.render import render_store
+    from atlas.reports.attribution_report import attribute_images, exemplar_images
+    from atlas.reports.model_report import model_report
+    from atlas.store import open_run
+    from atlas.viewer.build import build_site
+
+    root = tmp_path_factory.mktemp("pipeline")
+    layout, grid = str(root / "layout.zarr"), str(root / "grid.zarr")
+    reduce_store(tiny_store, layout, ReduceConfig(fit_size=60))
+    grid_store(tiny_store, layout, grid, GridConfig(levels=[2, 4, 8], min_count=1, exemplars=3))
+    render = RenderConfig(icon_size=16, steps=2, batch_size=64)
+    render_store(tiny_store, grid, str(root / "render"), render, scheduler="inline")
+    classes = ClassesConfig(
+        classes=["star", "ring"],
+        pairs=[("star", "ring")],
+        size=3,
+        min_count=1,
+        mode="topn",
+        top_n=3,
+    )
+    classes_store(
+        tiny_store,
+        layout,
+        grid,
+        str(root / "classes"),
+        classes,
+        reduce_options=ReduceConfig(fit_size=60),
+        render_options=render,
+        scheduler="inline",
+    )
+    from atlas.config import ModelSpec
+
+    model = load_model(ModelSpec.model_validate(open_run(tiny_store).meta["identity"]["model"]))
+    options = AttributeConfig(methods=["saliency", "gradcam"], ig_steps=2, deletion_steps=4)
+    attribute_images(model, exemplar_images(grid, 1), root / "exemplars", options)
+    model_report(
+        model, root / "model-report", ReportConfig(steps=2, icon_size=16, classes=["star"])
+    )
+    build_site(
+        root / "site",
+        run_url=tiny_store,
+        grid_url=grid,
+        render_dir=root / "render",
+        classes_dir=root / "classes",
+        exemplar_reports=root / "exemplars",
+        model_report=root / "model-report",
+        title="Tiny atlas",
+    )
+    return {"root": root, "site": root / "site", "grid": grid, "store": tiny_store}

@@ -184,6 +184,7 @@ document.querySelector("#class-filter").addEventListener("change", (event) => {
 window.atlasViewer = {
   viewer,
   level: () => shown,
+  drawn: () => images[levels.findIndex((level) => level.size === shown)].getFullyLoaded(),
   cellCenter(size, cell) {
     const row = Math.floor(cell / size), col = cell % size;
     const point = new OSD.Point((col + 0.5) / size, (size - 1 - row + 0.5) / size);

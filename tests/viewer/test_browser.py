@@ -1,0 +1,165 @@
+"""The viewer in a real browser: Debian's Chromium, driven headless by Playwright."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from atlas.viewer.server import serve_in_background
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Chromium is installed by `make test`"
+)
+
+
+@pytest.fixture(scope="module")
+def browser_page(tiny_site):
+    from playwright.sync_api import sync_playwright
+
+    server, url = serve_in_background(tiny_site["site"])
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 420, "height": 520})
+        problems = []
+        page.on(
+            "console", lambda m: problems.append(f"console {m.text}") if m.type == "error" else None
+        )
+        page.on("pageerror", lambda e: problems.append(f"page error {e}"))
+        page.on("requestfailed", lambda r: problems.append(f"failed {r.url}"))
+        page.on(
+            "response",
+            lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+        )
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]", timeout=30000)
+        page.wait_for_timeout(500)
+        yield page, problems, url
+        browser.close()
+    server.shutdown()
+
+
+def level_store(tiny_site, size):
+    return zarr.open_group(tiny_site["grid"], mode="r")[str(size)]
+
+
+def busiest_cell(tiny_site, size):
+    count = level_store(tiny_site, size)["count"][:]
+    return int(np.argmax(count)), count
+
+
+def test_loads_without_errors_and_draws_tiles(browser_page):
+    page, problems, _ = browser_page
+    page.screenshot(path=str(ARTIFACTS / "viewer-start.png"))
+    assert page.title() == "Tiny atlas"
+    assert page.evaluate("atlasViewer.level()") == 4  # the finest level whose cells are big enough
+    page.wait_for_function("atlasViewer.drawn()", timeout=10000)
+    assert problems == []
+
+
+def test_zooming_in_switches_to_finer_levels(browser_page, tiny_site):
+    page, problems, _ = browser_page
+    cell, _ = busiest_cell(tiny_site, 8)
+    page.evaluate(f"atlasViewer.zoomToCell(8, {cell}, 4)")
+    page.wait_for_function("atlasViewer.level() === 8", timeout=10000)
+    assert page.locator("#level").get_attribute("data-size") == "8"
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "viewer-zoomed.png"))
+    page.evaluate("atlasViewer.viewer.viewport.goHome(true)")
+    page.wait_for_function("atlasViewer.level() === 4", timeout=10000)
+    page.evaluate(
+        "atlasViewer.viewer.viewport.zoomTo(atlasViewer.viewer.viewport.getMinZoom(), null, true)"
+    )
+    page.wait_for_function("atlasViewer.level() === 2", timeout=10000)
+    page.evaluate("atlasViewer.viewer.viewport.goHome(true)")
+    page.wait_for_function("atlasViewer.level() === 4", timeout=10000)
+    assert problems == []
+
+
+def test_hover_shows_the_stores_count_and_classes(browser_page, tiny_site):
+    page, problems, _ = browser_page
+    cell, count = busiest_cell(tiny_site, 4)
+    point = page.evaluate(f"atlasViewer.cellCenter(4, {cell})")
+    page.mouse.move(point["x"] - 3, point["y"] - 3)
+    page.mouse.move(point["x"], point["y"])
+    tooltip = page.locator("#tooltip")
+    tooltip.wait_for(state="visible", timeout=10000)
+    assert tooltip.get_attribute("data-cell") == str(cell)
+    assert f"average of {count[cell]} activations" in tooltip.inner_text()
+    classes = zarr.open_group(tiny_site["store"], mode="r").attrs["atlas"]["class_names"]
+    top = level_store(tiny_site, 4)["top_class"][cell]
+    text = tooltip.inner_text()
+    for klass in top[top >= 0][:2]:
+        assert classes[klass] in text
+    page.screenshot(path=str(ARTIFACTS / "viewer-hover.png"))
+    assert problems == []
+
+
+def test_click_opens_exemplars_whose_links_resolve(browser_page, tiny_site):
+    page, problems, url = browser_page
+    cell, _ = busiest_cell(tiny_site, 4)
+    point = page.evaluate(f"atlasViewer.cellCenter(4, {cell})")
+    page.mouse.click(point["x"], point["y"])
+    panel = page.locator("#panel")
+    panel.wait_for(state="visible", timeout=10000)
+    assert panel.get_attribute("data-cell") == str(cell)
+    images = page.locator("#panel .exemplars img")
+    assert images.count() >= 1
+    links = [
+        page.locator("#panel .exemplars a").nth(i).get_attribute("href")
+        for i in range(page.locator("#panel .exemplars a").count())
+    ]
+    assert links, "exemplars link to their reports"
+    for link in links + [images.nth(i).get_attribute("src") for i in range(images.count())]:
+        response = page.request.get(url + link)
+        assert response.status == 200, link
+    page.screenshot(path=str(ARTIFACTS / "viewer-panel.png"))
+    page.goto(url + links[0])
+    assert "Attribution maps" in page.content()
+    page.go_back()
+    page.wait_for_selector("body[data-ready=true]", timeout=30000)
+    assert problems == []
+
+
+def test_class_filter_highlights_the_cells_that_push_the_class(browser_page, tiny_site):
+    page, problems, _ = browser_page
+    classes = zarr.open_group(tiny_site["store"], mode="r").attrs["atlas"]["class_names"]
+    top = level_store(tiny_site, 4)["top_class"][:]
+    count = level_store(tiny_site, 4)["count"][:]
+    klass = int(top[np.argmax(count), 0])
+    expected = {c for c in range(len(top)) if count[c] > 0 and klass in top[c]}
+    page.fill("#class-filter", classes[klass])
+    page.dispatch_event("#class-filter", "change")
+    page.wait_for_selector(".highlight", timeout=10000)
+    shown = {int(e.get_attribute("data-cell")) for e in page.locator(".highlight").all()}
+    assert shown == expected
+    page.screenshot(path=str(ARTIFACTS / "viewer-class-filter.png"))
+    assert problems == []
+
+
+def test_class_atlas_and_model_pages(browser_page):
+    page, problems, url = browser_page
+    page.goto(url + "classes.html")
+    assert page.locator(".atlas").count() == 2 and "star or ring?" in page.content()
+    for image in page.locator("img").all():
+        assert page.evaluate(
+            "(img) => img.complete && img.naturalWidth > 0", image.element_handle()
+        )
+    page.screenshot(path=str(ARTIFACTS / "viewer-classes.png"), full_page=True)
+    page.goto(url + "model/model.html")
+    assert "Model report" in page.content()
+    assert problems == []

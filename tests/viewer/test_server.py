@@ -1,0 +1,76 @@
+"""atlas serve: what it serves, and what it never does."""
+
+import http.client
+import os
+
+import pytest
+
+from atlas.viewer.server import serve_in_background
+
+
+@pytest.fixture(scope="module")
+def served(tiny_site, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.txt").write_text("do not serve")
+    site = tiny_site["site"]
+    link = site / "escape"
+    if not link.exists():
+        os.symlink(outside, link)
+    (site / "inner-link.json").unlink(missing_ok=True)
+    os.symlink(site / "atlas.json", site / "inner-link.json")
+    server, url = serve_in_background(site)
+    yield server, url
+    server.shutdown()
+    link.unlink()
+    (site / "inner-link.json").unlink()
+
+
+def get(server, path: str) -> tuple[int, dict, bytes]:
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", path)  # sent as is: no client-side normalization
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, dict(response.getheaders()), body
+
+
+def test_binds_to_loopback(served):
+    server, url = served
+    assert server.server_address[0] == "127.0.0.1" and url.startswith("http://127.0.0.1:")
+
+
+def test_serves_the_site_with_types_and_caching(served):
+    server, _ = served
+    status, headers, body = get(server, "/")
+    assert (
+        status == 200 and headers["Content-Type"].startswith("text/html") and b"viewer.js" in body
+    )
+    assert get(server, "/viewer.js")[1]["Content-Type"] == "text/javascript"
+    assert get(server, "/tiles/4.dzi")[1]["Content-Type"] == "application/xml"
+    assert get(server, "/atlas.json")[1]["Cache-Control"] == "no-cache"
+    status, headers, _ = get(server, "/vendor/openseadragon/openseadragon.min.js")
+    assert status == 200 and "immutable" in headers["Cache-Control"]
+    assert get(server, "/inner-link.json")[0] == 200  # a link that stays inside is fine
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../outside/secret.txt",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/tiles/%2E%2E/%2E%2E/etc/passwd",
+        "/..%2f..%2fetc%2fpasswd",
+        "/etc/passwd",
+        "//etc/passwd",
+        "/escape/secret.txt",
+        "/tiles/",
+        "/cells",
+        "/nope.html",
+        "/%00atlas.json",
+    ],
+)
+def test_nothing_outside_the_site_and_no_listings(served, path):
+    server, _ = served
+    status, _, body = get(server, path)
+    assert status == 404 and b"do not serve" not in body and b"root:" not in body
