@@ -1,12 +1,16 @@
-# The README's two commands: `make demo` and `make test`. Both create the venv when needed.
+# The README's two commands: `make demo` and `make test`. Both set up what they need.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+SERVE ?= 1
+PORT ?= 8000
 # Let DVC stages find the `atlas` console script.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,26 +18,35 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Front-end libraries (OpenSeadragon) from npm; each built site gets a copy.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+# Debian's Chromium, for the viewer's browser tests.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+install: $(STAMP) $(NODE_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 # pytest exits 5 when it collects nothing: that is a broken suite, not a pass.
-test: lint
+test: lint $(NODE_STAMP) browser
 	$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
-demo: $(STAMP)
+demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/dvc repro
 	@echo
-	@echo "Demo outputs are in outputs/demo/:"
-	@echo "  data/            the generated world (train, test, test-swapped)"
-	@echo "  model/model.pt   the trained CNN; metrics/train.json its accuracy per split and class"
-	@$(BIN)/python -c "import json; m = json.load(open('outputs/demo/metrics/train.json')); \
-	print('  accuracy: ' + ', '.join(f'{k} {v[\"accuracy\"]:.3f}' for k, v in m.items() if isinstance(v, dict)))"
+	@$(BIN)/python -m atlas.demo.summary outputs/demo
+	@if [ "$(SERVE)" != 0 ]; then $(BIN)/atlas serve outputs/demo/site --port $(PORT); \
+	else echo "SERVE=0: not serving; run: $(BIN)/atlas serve outputs/demo/site"; fi
 
 clean:
-	rm -rf outputs .pytest_cache .ruff_cache
+	rm -rf outputs .pytest_cache .ruff_cache test-artifacts

@@ -1,0 +1,50 @@
+"""What `make demo` prints at the end: where to look, and the shortcut in numbers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def summary(root: Path) -> str:
+    lines = [f"The demo's outputs are in {root}/:"]
+    for path, what in (
+        (
+            "site/index.html",
+            "the viewer: the atlas, class atlases, reports (atlas serve serves it)",
+        ),
+        ("data/", "the generated world: train, test, test-swapped"),
+        ("model/model.pt", "the trained CNN (metrics/train.json: accuracy per split and class)"),
+        ("extract/activations.zarr", "activations, attributions and predictions of block4"),
+        ("render/tiles/", "the atlas's icons as deep-zoom pyramids, one per level"),
+        ("classes/report.json", "class atlases, the look-alike pair, the checkpoint comparison"),
+        ("attribute/index.html", "attribution reports on the swapped-habitat and test images"),
+        ("model-report/model.html", "the model report"),
+    ):
+        lines.append(f"  {path:28} {what}")
+    metrics = root / "metrics" / "train.json"
+    if metrics.exists():
+        scores = json.loads(metrics.read_text())
+        accuracy = ", ".join(
+            f"{k} {v['accuracy']:.3f}" for k, v in scores.items() if isinstance(v, dict)
+        )
+        lines.append(f"Accuracy: {accuracy}.")
+    report = root / "classes" / "report.json"
+    if report.exists():
+        classes = json.loads(report.read_text()).get("classes", {})
+        shares = {
+            name: s["habitat"][name]["sample_share"]
+            for name, s in classes.items()
+            if s.get("habitat")
+        }
+        if shares:
+            shown = ", ".join(
+                f"{name} {share:.2f}" for name, share in sorted(shares.items(), key=lambda x: -x[1])
+            )
+            lines.append(f"Habitat share of each class atlas: {shown}.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(summary(Path(sys.argv[1] if len(sys.argv) > 1 else "outputs/demo")))
