@@ -1,0 +1,162 @@
+"""Benchmark: time to the first painted tile of a 160 x 160 level, on loopback.
+
+Builds an ImageNet-scale level without a model: 160 x 160 cells, every one occupied by a
+random 64 px icon (a 10,240 px square mosaic, cut into a deep-zoom pyramid with pyvips),
+with its per-block cell metadata and class lists written by the site builder. Serves it
+with `atlas serve` and opens it in headless Chromium: reports the time from navigation to
+the first tile drawn, to every tile of the first screen, and what the first screen
+fetched (count and bytes), against the whole level's metadata it did not need.
+
+    python tests/benchmarks/viewer.py [--size 160] [--icon 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyvips
+import zarr
+
+from atlas.viewer.build import STATIC, _write_level, node_modules
+from atlas.viewer.server import serve_in_background
+
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def synthetic_site(root: Path, size: int, icon: int, classes: int = 1000) -> Path:
+    site = root / "site"
+    site.mkdir()
+    shutil.copytree(
+        node_modules(),
+        site / "vendor" / "openseadragon",
+        ignore=shutil.ignore_patterns("*.map", "openseadragon.js"),
+    )
+    for name in ("index.html", "viewer.js", "style.css"):
+        shutil.copy(STATIC / name, site / name)
+    rng = np.random.default_rng(0)
+    cells = size * size
+    mosaic = pyvips.Image.new_from_array(
+        rng.integers(0, 255, (size * icon, size * icon, 3), dtype=np.uint8), interpretation="srgb"
+    )
+    (site / "tiles").mkdir()
+    mosaic.dzsave(
+        str(site / "tiles" / str(size)), tile_size=256, overlap=0, suffix=".png", layout="dz"
+    )
+    level = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    level["count"] = rng.integers(3, 50, cells)
+    level["top_class"] = rng.integers(0, classes, (cells, 5)).astype(np.int32)
+    level["top_class_share"] = rng.random((cells, 5)).astype(np.float32)
+    level["top_label"] = rng.integers(0, classes, (cells, 5)).astype(np.int32)
+    level["top_label_count"] = rng.integers(1, 9, (cells, 5))
+    level["exemplar"] = np.full((cells, 4), -1, np.int64)
+    level["exemplar_box"] = np.zeros((cells, 4, 4), np.int32)
+    icons = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    icons["icon_key"] = np.array([""] * cells)
+    icons["quality"] = rng.random(cells).astype(np.float32)
+
+    class NoCrops:
+        paths = ()
+
+    _write_level(
+        site, size, level, icons, root, NoCrops(), {}, [f"class {i}" for i in range(classes)]
+    )
+    atlas = {
+        "title": "160 x 160",
+        "version": "bench",
+        "model": "synthetic",
+        "layer": "-",
+        "samples": int(level["count"][:].sum()),
+        "classes": [f"class {i}" for i in range(classes)],
+        "icon_size": icon,
+        "block": 16,
+        "levels": [{"size": size, "dzi": f"tiles/{size}.dzi", "occupied": cells}],
+        "pages": {},
+    }
+    (site / "atlas.json").write_text(json.dumps(atlas))
+    return site
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--icon", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    root = Path(tempfile.mkdtemp(prefix="bench-viewer-"))
+    try:
+        start = time.perf_counter()
+        site = synthetic_site(root, args.size, args.icon)
+        built = time.perf_counter() - start
+        metadata = sum(p.stat().st_size for p in (site / "cells").rglob("*.json")) + sum(
+            p.stat().st_size for p in (site / "classes").rglob("*.json")
+        )
+        server, url = serve_in_background(site)
+        first, full, fetched, fetched_bytes = [], [], 0, 0
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=FLAGS
+            )
+            for _ in range(args.runs):
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.add_init_script(
+                    "window.__firstTile = null; addEventListener('load', () => {});"
+                )
+                start = time.perf_counter()
+                page.goto(url)
+                page.wait_for_selector("body[data-ready=true]", timeout=60000)
+                page.evaluate(
+                    "new Promise(r => { const v = atlasViewer.viewer; if (v.world.getItemAt(0).getTilesToDraw?.().length) r(); v.addOnceHandler('tile-drawn', () => r()); })"
+                )
+                first.append(time.perf_counter() - start)
+                page.wait_for_function("atlasViewer.drawn()", timeout=60000)
+                full.append(time.perf_counter() - start)
+                entries = page.evaluate(
+                    "performance.getEntriesByType('resource').map(e => [e.name, e.encodedBodySize])"
+                )
+                fetched, fetched_bytes = len(entries), sum(size for _, size in entries)
+                page.close()
+            browser.close()
+        server.shutdown()
+        print(
+            f"{args.size}x{args.size} level, {args.size**2:,} icons of {args.icon} px: site built in {built:.1f} s"
+        )
+        print(
+            f"  first tile drawn after {np.median(first) * 1000:.0f} ms, first screen complete after {np.median(full) * 1000:.0f} ms (median of {args.runs})"
+        )
+        print(
+            f"  the first screen fetched {fetched} files, {fetched_bytes / 1024:.0f} KiB; the level's cell and class metadata ({metadata / 2**20:.1f} MiB) is fetched only where needed"
+        )
+        fields = {
+            "size": args.size,
+            "icons": args.size**2,
+            "first_tile_ms": round(np.median(first) * 1000),
+            "first_screen_ms": round(np.median(full) * 1000),
+            "first_screen_files": fetched,
+            "first_screen_kib": round(fetched_bytes / 1024),
+            "metadata_mib": round(metadata / 2**20, 1),
+        }
+        print("BENCH viewer " + " ".join(f"{k}={v}" for k, v in fields.items()))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
