@@ -191,9 +191,12 @@ def _write_level(out, size, level, icons, icon_dir, crops, links, class_names) -
         for sample, box in zip(exemplar[cell], boxes[cell], strict=True):
             if sample < 0:
                 continue
-            crop = crops(int(sample), box)
             link = links.get(str(Path(str(paths[sample])).resolve()))
-            examples.append({"crop": crop, "report": link, "path": str(paths[sample])})
+            if links and link is None:
+                continue  # with reports, show the exemplars that have one
+            examples.append(
+                {"crop": crops(int(sample), box), "report": link, "path": str(paths[sample])}
+            )
         entry = {
             "cell": int(cell),
             "n": int(count[cell]),
