@@ -16,3 +16,55 @@ def test_demo_model_is_accurate_and_learns_the_shortcut(demo_run):
         normal = metrics["test"]["per_class"][cat]
         swapped = metrics["test-swapped"]["per_class"][cat]
         assert normal >= 0.9 and swapped <= 0.2, (cat, normal, swapped)
+
+
+@pytest.mark.slow
+def test_the_lookalikes_class_atlases_are_about_the_habitat(demo_run, tmp_path):
+    """On the real demo model: the look-alikes' class atlases carry far more habitat than
+    classes the world does not confound, and empty snow or desert scenes are read as the
+    leopard that lives there."""
+    from atlas.class_atlases import classes_store
+    from atlas.config import (
+        ClassesConfig,
+        ExtractConfig,
+        GridConfig,
+        ModelSpec,
+        ReduceConfig,
+        RenderConfig,
+    )
+    from atlas.extract import extract
+    from atlas.grid import grid_store
+    from atlas.reduce import reduce_store
+
+    store, layout, grid = (str(tmp_path / n) for n in ("acts.zarr", "layout.zarr", "grid.zarr"))
+    spec = ModelSpec(weights=str(demo_run / "model" / "model.pt"))
+    extract(
+        str(demo_run / "data" / "train"),
+        store,
+        spec,
+        ExtractConfig(layer="block4", limit=4000),
+        scheduler="inline",
+    )
+    reduce_store(store, layout, ReduceConfig())
+    grid_store(store, layout, grid, GridConfig(levels=[4]))
+    confounded = ["snow_leopard", "desert_leopard"]
+    plain = ["checkered_box", "ring", "dotted_ball"]
+    report = classes_store(
+        store,
+        layout,
+        grid,
+        str(tmp_path / "classes"),
+        ClassesConfig(classes=confounded + plain, size=4),
+        reduce_options=ReduceConfig(),
+        render_options=RenderConfig(icon_size=16, steps=1),
+        world=str(demo_run / "data"),
+        scheduler="inline",
+    )
+    share = {
+        name: report["classes"][name]["habitat"][name]["sample_share"]
+        for name in confounded + plain
+    }
+    assert min(share[c] for c in confounded) > 0.3
+    assert min(share[c] for c in confounded) > max(share[c] for c in plain) + 0.2, share
+    empty = report["empty_scenes"]["model"]
+    assert empty["snow"][0][0] == "snow_leopard" and empty["desert"][0][0] == "desert_leopard"
