@@ -35,6 +35,7 @@ const viewer = OSD({
   minZoomImageRatio: 0.5,
   maxZoomPixelRatio: 4,
   gestureSettingsMouse: { clickToZoom: false },
+  immediateRender: true, // draw the needed resolution at once, not coarse-to-fine
 });
 const opened = levels.map(
   (level, index) =>
