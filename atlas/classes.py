@@ -18,7 +18,7 @@ import numpy as np
 
 from atlas.errors import AtlasError, choices_hint
 from atlas.grid import GridLevel, cell_of, grid_levels
-from atlas.reduce import normalize_layout, umap_layout
+from atlas.reduce import configured_layout, normalize_layout
 
 CHUNK = 65_536
 
@@ -117,18 +117,7 @@ def class_atlas(
     if layout_xy is not None:
         xy = normalize_layout(np.asarray(layout_xy)[members])
     else:
-        options = reduce_options
-        raw = umap_layout(
-            vectors,
-            n_neighbors=options.n_neighbors,
-            min_dist=options.min_dist,
-            metric=options.metric,
-            seed=options.seed,
-            pca_dims=options.pca_dims,
-            fit_size=options.fit_size,
-            n_epochs=options.n_epochs,
-        )
-        xy = normalize_layout(raw, clip=tuple(options.clip), margin=options.margin)
+        xy = configured_layout(vectors, reduce_options)[0]
     member_strength = np.stack(
         [attribution_to(attribution, attribution_class, members, c) for c in classes], axis=1
     )

@@ -255,6 +255,22 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
+def configured_layout(x, options) -> tuple[np.ndarray, np.ndarray, LayoutInfo]:
+    """:func:`umap_layout_info` with a :class:`atlas.config.ReduceConfig`'s settings;
+    returns the normalized layout, the raw one and what was done."""
+    raw, info = umap_layout_info(
+        x,
+        n_neighbors=options.n_neighbors,
+        min_dist=options.min_dist,
+        metric=options.metric,
+        seed=options.seed,
+        pca_dims=options.pca_dims,
+        fit_size=options.fit_size,
+        n_epochs=options.n_epochs,
+    )
+    return normalize_layout(raw, clip=tuple(options.clip), margin=options.margin), raw, info
+
+
 def reduce_store(run_url: str, layout_url: str, options) -> LayoutInfo:
     """Lay out one layer of a run store and write the layout store (see
     :mod:`atlas.store.maps`): ``options`` is a :class:`atlas.config.ReduceConfig`."""
@@ -268,21 +284,12 @@ def reduce_store(run_url: str, layout_url: str, options) -> LayoutInfo:
         raise AtlasError(f"{run_url} has no usable samples to lay out")
     names = layer["path"]
     vectors = _Rows(layer["acts"], valid, names)
-    raw, info = umap_layout_info(
-        vectors,
-        n_neighbors=options.n_neighbors,
-        min_dist=options.min_dist,
-        metric=options.metric,
-        seed=options.seed,
-        pca_dims=options.pca_dims,
-        fit_size=options.fit_size,
-        n_epochs=options.n_epochs,
-    )
+    xy, raw, info = configured_layout(vectors, options)
     n = layer["acts"].shape[0]
     full_raw = np.full((n, 2), np.nan, np.float32)
     full_xy = np.full((n, 2), np.nan, np.float32)
     full_raw[valid] = raw
-    full_xy[valid] = normalize_layout(raw, clip=tuple(options.clip), margin=options.margin)
+    full_xy[valid] = xy
     write_layout(
         layout_url,
         full_xy,
