@@ -220,7 +220,11 @@ class RenderConfig(Section):
     lr: float = Field(default=0.05, gt=0)
     cossim_pow: float = Field(default=4.0, ge=0, description="weight of direction purity")
     whiten: bool = Field(default=True, description="whiten targets with the layer's statistics")
-    transforms: Literal["standard", "none"] = "standard"
+    transforms: Literal["scaled", "standard", "none"] = Field(
+        default="scaled",
+        description="Lucent's standard set with its pixel shifts scaled to the icon size "
+        "(scaled), as it is (standard, tuned for 224 px), or none",
+    )
     seed: int = 0
     levels: list[PositiveInt] | None = Field(default=None, description="default: every grid level")
     tile_size: PositiveInt = Field(default=256, description="deep-zoom tile side in px")
@@ -320,6 +324,9 @@ class ReportConfig(Section):
     icon_size: PositiveInt = 96
     steps: PositiveInt = 128
     lr: float = Field(default=0.05, gt=0)
+    transforms: Literal["scaled", "standard", "none"] = Field(
+        default="scaled", description="as render.transforms"
+    )
 
 
 class Config(Section):

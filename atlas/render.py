@@ -32,7 +32,7 @@ from PIL import Image, PngImagePlugin
 from atlas.config import ModelSpec, RenderConfig, package_version
 from atlas.distribute import Cluster, run_tasks
 from atlas.featvis import objectives
-from atlas.featvis.render import STANDARD_TRANSFORMS, RenderResult, render
+from atlas.featvis.render import RenderResult, render, transforms_for
 from atlas.models import LoadedModel, load_model
 from atlas.store import open_run
 from atlas.store.maps import open_grid
@@ -74,7 +74,7 @@ def render_cells(
                 seeds=seeds[chunk],
                 steps=options.steps,
                 lr=options.lr,
-                transforms=STANDARD_TRANSFORMS if options.transforms == "standard" else (),
+                transforms=transforms_for(options.transforms, options.icon_size),
                 transform_seed=options.seed,
             )
         )

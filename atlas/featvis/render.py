@@ -21,6 +21,34 @@ from atlas.layers import capture
 from atlas.models import LoadedModel
 
 STANDARD_TRANSFORMS = lucent_transform.standard_transforms  # pad, jitter, scale, rotate, jitter
+LUCENT_SIZE = 224  # the input size Lucent's standard set was tuned for (Lucid's InceptionV1)
+
+
+def transforms_for(kind: str, size: int) -> list[Callable]:
+    """The robustness transforms a config names, for icons of ``size`` px.
+
+    ``standard``: Lucent's standard set as it is. ``scaled``: the same set with its pixel
+    amounts (padding 12, jitter 8 then 4) scaled by ``size / 224``, so an icon is shaken
+    by the same fraction of its side as a 224 px one; at 224 px it is Lucent's set. On a
+    64 px icon the standard jitter moves the image by up to a fifth of its side, more
+    than a late layer's central position tolerates: the icons reach a fraction of the
+    objective (see tests/featvis/test_render.py). ``none``: no transforms."""
+    if kind == "none":
+        return []
+    if kind == "standard":
+        return list(STANDARD_TRANSFORMS)
+    if kind != "scaled":
+        raise ValueError(f"unknown transforms {kind!r}: choose scaled, standard or none")
+    factor = size / LUCENT_SIZE
+    pad, first, last = (round(amount * factor) for amount in (12, 8, 4))
+    chosen = [lucent_transform.pad(pad, mode="constant", constant_value=0.5)] if pad else []
+    chosen += [lucent_transform.jitter(first)] if first > 1 else []
+    chosen += [
+        lucent_transform.random_scale([1 + (i - 5) / 50.0 for i in range(11)]),
+        lucent_transform.random_rotate(list(range(-10, 11)) + 5 * [0]),
+    ]
+    chosen += [lucent_transform.jitter(last)] if last > 1 else []
+    return chosen
 
 
 @dataclass

@@ -13,7 +13,7 @@ from torch import nn
 from atlas.config import ReportConfig, package_version
 from atlas.errors import AtlasError, choices_hint
 from atlas.featvis import objectives
-from atlas.featvis.render import render
+from atlas.featvis.render import render, transforms_for
 from atlas.layers import summarize
 from atlas.models import LoadedModel
 from atlas.reports.attribution_report import _environment
@@ -61,6 +61,7 @@ def model_report(model: LoadedModel, out_dir: str | Path, options: ReportConfig)
         seeds=list(range(len(indices))),
         steps=options.steps,
         lr=options.lr,
+        transforms=transforms_for(options.transforms, options.icon_size),
     )
     classes = []
     for i, (name, image, value) in enumerate(zip(names, result.images, result.values, strict=True)):

@@ -5,7 +5,8 @@ from torch import nn
 
 from atlas.config import ModelSpec
 from atlas.featvis import objectives as obj
-from atlas.featvis.render import render
+from atlas.featvis.lucent_compat import lucent_transform, seeded
+from atlas.featvis.render import render, transforms_for
 from atlas.models import LoadedModel, Preprocessing, load_model
 
 PLAIN = Preprocessing(32, 32, (0.5,) * 3, (0.5,) * 3)
@@ -15,6 +16,13 @@ PLAIN = Preprocessing(32, 32, (0.5,) * 3, (0.5,) * 3)
 def cnn():
     return load_model(
         ModelSpec(arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32), seed=0
+    )
+
+
+@pytest.fixture(scope="module")
+def cnn64():
+    return load_model(
+        ModelSpec(arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=64), seed=0
     )
 
 
@@ -79,3 +87,39 @@ def test_channel_objective_on_a_known_filter_draws_its_pattern():
     across = np.abs(np.diff(gray, axis=1)).mean()  # changes from column to column
     along = np.abs(np.diff(gray, axis=0)).mean()  # changes down a column
     assert across > 2.5 * along
+
+
+def shaken(transforms, size, seed):
+    """Where a bright dot at the centre of a ``size`` px image lands after the transforms,
+    relative to the centre of what comes out."""
+    image = torch.full((1, 3, size, size), 0.5)  # the padding colour
+    image[:, :, size // 2, size // 2] = 1.0
+    out = seeded(transforms, seed)(image)[0].sum(0)
+    y, x = divmod(int(out.argmax()), out.shape[1])
+    return y - out.shape[0] // 2, x - out.shape[1] // 2
+
+
+def test_scaled_transforms_are_lucents_at_224_and_shake_small_icons_less():
+    image = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    ours = seeded(transforms_for("scaled", 224), 5)(image)
+    lucent = seeded(list(lucent_transform.standard_transforms), 5)(image)
+    assert torch.equal(ours, lucent)
+    assert transforms_for("none", 64) == []
+    standard = [max(map(abs, shaken(transforms_for("standard", 64), 64, s))) for s in range(40)]
+    scaled = [max(map(abs, shaken(transforms_for("scaled", 64), 64, s))) for s in range(40)]
+    assert max(scaled) <= 4 < max(standard)
+    with pytest.raises(ValueError, match="scaled, standard or none"):
+        transforms_for("wobbly", 64)
+
+
+def test_scaled_transforms_reach_more_of_a_direction_on_small_icons(cnn64):
+    """The atlas objective on a late layer of a 64 px model: with Lucent's 224 px jitter
+    the central position keeps losing the pattern; scaled, the icons drive it further."""
+    directions = np.abs(np.random.default_rng(0).normal(size=(6, 128))).astype(np.float32)
+    objective = obj.direction("block4", directions, cossim_pow=4.0)
+    kinds = {}
+    for kind in ("standard", "scaled"):
+        kinds[kind] = render(
+            cnn64, objective, size=64, seeds=range(6), steps=48, transforms=transforms_for(kind, 64)
+        ).values
+    assert np.median(kinds["scaled"]) > 1.5 * np.median(kinds["standard"])
