@@ -132,3 +132,10 @@ def test_habitat_shares():
     # negative or unmeasured attribution is left out: weights 1, 1, 2, 4
     assert shares["sample_share"] == pytest.approx((1 + 0.6 + 0.2 + 3.6) / 8)
     assert shares["cell_share"] == pytest.approx((2 + 4) / 8)  # cells 0 and 2 keep most
+
+
+def test_habitat_shares_never_exceed_one():
+    rng = np.random.default_rng(0)
+    strength = rng.uniform(0.1, 300, 5000).astype(np.float32)
+    shares = habitat_shares(strength, np.ones(5000, np.float32), rng.integers(0, 36, 5000), 36)
+    assert shares["cell_share"] == 1.0 and shares["sample_share"] == 1.0

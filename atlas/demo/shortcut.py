@@ -92,7 +92,8 @@ def habitat_shares(
     """For one class atlas: ``sample_share``, the attribution-weighted mean of the
     surviving fractions; ``cell_share``, the part of the positive attribution in
     habitat-like cells (cells where more than half of it survives)."""
-    weight = np.where(np.isfinite(surviving), np.maximum(strength, 0), 0)
+    # In float64, like the bincounts: a float32 total would let a share exceed 1.
+    weight = np.where(np.isfinite(surviving), np.maximum(strength, 0), 0).astype(np.float64)
     kept = np.nan_to_num(surviving) * weight
     total = weight.sum()
     kept_cell = np.bincount(cells, weights=kept, minlength=n_cells)
