@@ -214,6 +214,7 @@ def extract(config: Config, images: str, out: str, scheduler: str | None, overwr
     summary = run_extract(
         images, out, config.model, options, scheduler=scheduler, overwrite=overwrite
     )
+    config.record_in_store(out, "model", "extract")
     skipped = f"; {summary.skipped} skipped (see skipped.csv beside it)" if summary.skipped else ""
     click.echo(
         f"{summary.images} images in {summary.store} ({summary.tasks_run} tasks run, "
@@ -230,6 +231,7 @@ def reduce(config: Config, store: str, out: str) -> None:
     from atlas.reduce import reduce_store
 
     info = reduce_store(store, out, config.reduce)
+    config.record_in_store(out, "reduce")
     click.echo(
         f"laid out {info.n} samples ({info.distinct} distinct, UMAP fitted on {info.fitted}) "
         f"into {out}"
@@ -246,6 +248,7 @@ def grid(config: Config, store: str, layout: str, out: str) -> None:
     from atlas.grid import grid_store
 
     levels = grid_store(store, layout, out, config.grid)
+    config.record_in_store(out, "grid")
     filled = ", ".join(f"{size}x{size}: {len(level.occupied())}" for size, level in levels.items())
     click.echo(f"cells with samples per level: {filled}; wrote {out}")
 
@@ -266,6 +269,7 @@ def render(config: Config, store: str, grid_url: str, out: str, scheduler: str |
     from atlas.render import render_store
 
     summary = render_store(store, grid_url, out, config.render, scheduler=scheduler)
+    config.record(out, "render")
     cached = summary.icons - summary.rendered
     counts = f"{summary.icons} icons ({summary.rendered} rendered, {cached} cached)"
     click.echo(f"{counts} in {summary.seconds:.1f} s; wrote {out}")
@@ -305,6 +309,7 @@ def classes(config: Config, store, layout, grid_url, out, compare_store, world, 
         world=world,
         scheduler=scheduler,
     )
+    config.record(out, "classes", "reduce", "render")
     for name, summary in report["classes"].items():
         habitat = summary.get("habitat", {}).get(name)
         share = f", habitat share {habitat['sample_share']:.2f}" if habitat else ""
@@ -361,6 +366,8 @@ def attribute(
             r for r in exemplar_images(exemplars, options.exemplars_per_cell) if r.path not in known
         ]
     reports = attribute_images(model, records, out, options)
+    # --methods and --target are recorded as they were applied.
+    config.model_copy(update={"attribute": options}).record(out, "model", "attribute")
     click.echo(f"{len(reports)} image reports in {out}/index.html")
 
 
@@ -376,6 +383,7 @@ def report_model(config: Config, out: str) -> None:
     from atlas.reports.model_report import model_report
 
     page = model_report(load_model(config.model), out, config.report)
+    config.record(out, "model", "report")
     click.echo(f"wrote {page}")
 
 

@@ -319,7 +319,7 @@ class ReportConfig(Section):
     """The model report (``atlas report-model``)."""
 
     classes: list[str] | None = Field(
-        default=None, description="classes to visualize (default: first 8)"
+        default=None, description="classes to visualize (default: the first 16)"
     )
     icon_size: PositiveInt = 96
     steps: PositiveInt = 128
@@ -366,6 +366,20 @@ class Config(Section):
         )
         path.write_text(header + self.to_yaml(*names))
         return path
+
+    def record_in_store(self, url: str, *names: str) -> None:
+        """The same record for a Zarr store (local path or fsspec URL), in its root
+        attributes under ``atlas_config``: ``hash``, ``version`` and ``yaml``."""
+        import zarr
+
+        from atlas.store.run import zarr_url
+
+        group = zarr.open_group(zarr_url(url), mode="r+")
+        group.attrs["atlas_config"] = {
+            "hash": self.section_hash(*names),
+            "version": package_version(),
+            "yaml": self.to_yaml(*names),
+        }
 
 
 def package_version() -> str:

@@ -371,6 +371,8 @@ def _resolve_class_names(
     names = read_class_names(spec.class_names)
     if names is None:
         names = meta.get("class_names")
+        if names is not None and len(names) != num_classes:
+            names = None  # the checkpoint's head was replaced: its names no longer apply
     if names is None and enum is not None:
         categories = list(enum.meta.get("categories") or [])
         names = categories if len(categories) == num_classes else None

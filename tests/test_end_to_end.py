@@ -98,6 +98,18 @@ def test_every_stage_runs_and_its_outputs_agree(project):
             assert cell["icon"] and (site / cell["icon"]).exists()
     for page in ("index.html", "classes.html", "attribute/index.html", "model/model.html"):
         assert (site / page).exists()
+    # Every output says what made it: a record file in folders, attributes in stores.
+    for folder in ("data", "model", "render", "classes", "attribute", "exemplars", "model-report"):
+        assert "config hash" in (out / folder / "atlas-config.yaml").read_text(), folder
+    for name, section in (
+        ("extract/activations.zarr", "extract"),
+        ("layout.zarr", "reduce"),
+        ("grid.zarr", "grid"),
+    ):
+        recorded = zarr.open_group(str(out / name), mode="r").attrs["atlas_config"]
+        assert f"{section}:" in recorded["yaml"] and len(recorded["hash"]) >= 8, name
+    exemplar_record = (out / "exemplars" / "atlas-config.yaml").read_text()
+    assert "- saliency" in exemplar_record and "- guided_backprop" not in exemplar_record
     report = json.loads((out / "classes" / "report.json").read_text())
     assert set(report["classes"]) == {"snow_leopard", "star"} and set(report["compare"]) == {
         "snow_leopard"

@@ -123,7 +123,7 @@ def test_memory_and_file_urls(tiny_world, tmp_path):
     assert list(group["path"][:]) == [f"memory:///imgs/star/{p.name}" for p in sources]
     assert group["valid"][:].all() and group["label"][0] == sorted(CLASS_NAMES).index("star")
 
-    file_url = str(tmp_path / "f.zarr")
+    file_url = f"file://{tmp_path / 'new' / 'folder' / 'f.zarr'}"  # folders made as needed
     extract(
         f"file://{tiny_world / 'test' / 'star'}",
         file_url,

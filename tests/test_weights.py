@@ -65,6 +65,9 @@ def test_atlas_checkpoint_loads_without_a_spec(tmp_path, reference, probe, suffi
         assert torch.equal(loaded.module(probe), reference.module(probe))
     _, meta = read_weights_file(path)
     assert meta["note"] == "x" and meta["version"]
+    # A new head for another task: the checkpoint's class names no longer apply.
+    retargeted = load_model(ModelSpec(weights=str(path), num_classes=3), seed=99)
+    assert retargeted.class_names == ["class_0", "class_1", "class_2"]
 
 
 def test_file_head_size_is_used_when_num_classes_is_unset(tmp_path, reference, probe):

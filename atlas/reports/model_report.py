@@ -46,7 +46,7 @@ def model_report(model: LoadedModel, out_dir: str | Path, options: ReportConfig)
         ).astype(np.uint8)
         filter_file = "filters.png"
         save_png(picture, out / filter_file, scale=max(1, 96 // weights.shape[1]))
-    names = options.classes or model.class_names[:8]
+    names = options.classes or model.class_names[:16]
     unknown = [n for n in names if n not in model.class_names]
     if unknown:
         raise AtlasError(
