@@ -335,3 +335,6 @@ def _tiles(pyvips, icons, occupied, size, size_px, path, tile_size) -> None:
                 tiles.append(blank)
     mosaic = pyvips.Image.arrayjoin(tiles, across=size)
     mosaic.dzsave(str(path), tile_size=tile_size, overlap=0, suffix=".png", layout="dz")
+    # libvips always adds a properties file stamped with the time; the viewer does not read
+    # it, and without it the same icons give the same bytes (DVC sees no change).
+    (path.parent / f"{path.name}_files" / "vips-properties.xml").unlink(missing_ok=True)

@@ -68,6 +68,18 @@ def test_a_rerun_renders_nothing_and_a_new_level_only_its_new_cells(tiny_store, 
         scheduler="inline",
     )
     assert again.rendered == 0
+    # From the cache, the same bytes: icons, stores and tiles (no time stamps anywhere).
+    tiles = sorted((tmp_path / "tiles").rglob("*"))
+    before = {p: p.read_bytes() for p in tiles if p.is_file()}
+    render_store(
+        tiny_store,
+        grid,
+        str(tmp_path),
+        OPTIONS.model_copy(update={"levels": [2]}),
+        scheduler="inline",
+    )
+    after = {p: p.read_bytes() for p in sorted((tmp_path / "tiles").rglob("*")) if p.is_file()}
+    assert after == before
     both = render_store(
         tiny_store,
         grid,
