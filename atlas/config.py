@@ -370,11 +370,9 @@ class Config(Section):
     def record_in_store(self, url: str, *names: str) -> None:
         """The same record for a Zarr store (local path or fsspec URL), in its root
         attributes under ``atlas_config``: ``hash``, ``version`` and ``yaml``."""
-        import zarr
+        from atlas.store.run import open_group
 
-        from atlas.store.run import zarr_url
-
-        group = zarr.open_group(zarr_url(url), mode="r+")
+        group = open_group(url, mode="r+")
         group.attrs["atlas_config"] = {
             "hash": self.section_hash(*names),
             "version": package_version(),

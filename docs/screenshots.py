@@ -8,7 +8,6 @@ reduced to a small palette so they stay light in the repository.
 """
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,11 +15,10 @@ import numpy as np
 import zarr
 from PIL import Image
 
+from atlas.viewer.browser import launch
 from atlas.viewer.server import serve_in_background
 
 HERE = Path(__file__).resolve().parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
 def shrink(path: Path, scale: float = 0.75, colours: int = 128) -> None:
@@ -54,7 +52,7 @@ def main(site: str, grid: str) -> None:
     site_dir = Path(site)
     server, url = serve_in_background(site_dir)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 760})
         page.goto(url)
         page.wait_for_selector("body[data-ready=true]", timeout=60000)

@@ -25,7 +25,7 @@ import zarr
 
 from atlas.config import package_version
 from atlas.errors import DataError
-from atlas.store.run import zarr_url
+from atlas.store.run import open_group
 
 LEVEL_ARRAYS = {
     "count": ("cell",),
@@ -42,7 +42,7 @@ LEVEL_ARRAYS = {
 
 
 def write_layout(url: str, xy: np.ndarray, raw: np.ndarray, attrs: Mapping[str, Any]) -> None:
-    group = zarr.open_group(zarr_url(url), mode="w", zarr_format=3)
+    group = open_group(url, mode="w", zarr_format=3)
     for name, values in (("xy", xy), ("raw", raw)):
         array = group.create_array(
             name,
@@ -94,7 +94,7 @@ def write_grid(
     attrs: Mapping[str, Any],
 ) -> GridStore:
     """Write grid levels (:class:`atlas.grid.GridLevel`) with their exemplar boxes."""
-    group = zarr.open_group(zarr_url(url), mode="w", zarr_format=3)
+    group = open_group(url, mode="w", zarr_format=3)
     for size, level in levels.items():
         sub = group.create_group(str(size))
         sub.attrs["size"] = size
@@ -122,7 +122,7 @@ def open_grid(url: str) -> GridStore:
 
 def _open(url: str, what: str, command: str) -> zarr.Group:
     try:
-        group = zarr.open_group(zarr_url(url), mode="r")
+        group = open_group(url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         raise DataError(f"no {what} store at {url} (run `{command}` first)") from None
     if "atlas" not in group.attrs:

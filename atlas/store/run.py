@@ -178,7 +178,7 @@ class StoreLayerError(AtlasError, KeyError):
 def open_run(url: str, mode: str = "r") -> RunStore:
     """Open an existing run store (``mode`` "r" or "r+")."""
     try:
-        group = zarr.open_group(zarr_url(url), mode=mode)
+        group = open_group(url, mode=mode)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         raise DataError(f"no activation store at {url} (run `atlas extract` first)") from None
     if "atlas" not in group.attrs:
@@ -204,7 +204,7 @@ def create_run(
     identity = json.loads(json.dumps(identity, default=str))  # tuples and lists compare alike
     identity_hash = _hash(identity)
     if _exists(url):
-        existing = zarr.open_group(zarr_url(url), mode="r+")
+        existing = open_group(url, mode="r+")
         meta = dict(existing.attrs.get("atlas", {}))
         if meta.get("identity_hash") == identity_hash:
             return RunStore(existing, url)
@@ -214,7 +214,7 @@ def create_run(
                 f"{url} was made with a different config or image list ({changes}); "
                 "rerun with --overwrite to replace it"
             )
-    group = zarr.open_group(zarr_url(url), mode="w", zarr_format=3)
+    group = open_group(url, mode="w", zarr_format=3)
     meta = {
         "version": package_version(),
         "identity": identity,
@@ -297,15 +297,17 @@ def _array(group, name, shape, chunks, dtype, dims, fill) -> zarr.Array:
     )
 
 
-def zarr_url(url: str) -> str:
-    """A ``file://`` URL as the local path it names: Zarr writes local paths directly,
-    creating folders, which its fsspec route for ``file://`` does not."""
-    return url[len("file://") :] if url.startswith("file://") else url
+def open_group(url: str, **kwargs) -> zarr.Group:
+    """``zarr.open_group`` for every store of a run. A ``file://`` URL goes in as the local
+    path it names: Zarr writes local paths directly, creating folders, which its fsspec
+    route for ``file://`` does not."""
+    local = url[len("file://") :] if url.startswith("file://") else url
+    return zarr.open_group(local, **kwargs)
 
 
 def _exists(url: str) -> bool:
     try:
-        zarr.open_group(zarr_url(url), mode="r")
+        open_group(url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         return False
     return True

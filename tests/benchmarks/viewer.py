@@ -23,18 +23,9 @@ import numpy as np
 import pyvips
 import zarr
 
+from atlas.viewer.browser import launch
 from atlas.viewer.build import STATIC, _write_level, node_modules
 from atlas.viewer.server import serve_in_background
-
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def synthetic_site(root: Path, size: int, icon: int, classes: int = 1000) -> Path:
@@ -111,9 +102,7 @@ def main() -> None:
         server, url = serve_in_background(site)
         first, full, fetched, fetched_bytes = [], [], 0, 0
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=FLAGS
-            )
+            browser = launch(playwright)
             for _ in range(args.runs):
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
                 page.add_init_script(

@@ -1,28 +1,18 @@
 """The viewer in a real browser: Debian's Chromium, driven headless by Playwright."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
+from atlas.viewer.browser import CHROMIUM, launch
 from atlas.viewer.server import serve_in_background
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Chromium is installed by `make test`"
+    not CHROMIUM.exists(), reason="Chromium is installed by `make test`"
 )
 
 
@@ -33,7 +23,7 @@ def browser_page(tiny_site):
     server, url = serve_in_background(tiny_site["site"])
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 420, "height": 520})
         problems = []
         page.on(
