@@ -12,26 +12,25 @@ can be compared and the cells that separate them ranked.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from atlas.config import ClassesConfig, GridConfig, ReduceConfig
 from atlas.errors import AtlasError, choices_hint
 from atlas.grid import GridLevel, cell_of, grid_levels
 from atlas.reduce import configured_layout, normalize_layout
-
-CHUNK = 65_536
+from atlas.rows import row_blocks, take_rows
 
 
 def winners(attribution, attribution_class, valid=None) -> np.ndarray:
     """Per sample, the class its attribution goes to most (-1 where not valid)."""
-    n = attribution.shape[0]
-    out = np.full(n, -1, np.int64)
-    for start in range(0, n, CHUNK):
-        values = np.asarray(attribution[start : start + CHUNK])
-        classes = np.asarray(attribution_class[start : start + CHUNK])
+    out = np.full(attribution.shape[0], -1, np.int64)
+    for rows in row_blocks(attribution.shape[0]):
+        values = np.asarray(attribution[rows])
+        classes = np.asarray(attribution_class[rows])
         best = np.argmax(np.where(classes >= 0, values, -np.inf), axis=1)
-        out[start : start + len(values)] = classes[np.arange(len(values)), best]
+        out[rows] = classes[np.arange(len(values)), best]
     if valid is not None:
         out[~np.asarray(valid, bool)] = -1
     return out
@@ -44,17 +43,14 @@ def class_members(
     ``topn``) those with it among their ``top_n`` largest attributions."""
     if mode == "winner":
         return np.flatnonzero(winners(attribution, attribution_class, valid) == klass)
-    n = attribution.shape[0]
-    keep = np.zeros(n, bool)
-    for start in range(0, n, CHUNK):
-        values = np.asarray(attribution[start : start + CHUNK])
-        classes = np.asarray(attribution_class[start : start + CHUNK])
+    keep = np.zeros(attribution.shape[0], bool)
+    for rows in row_blocks(attribution.shape[0]):
+        values = np.asarray(attribution[rows])
+        classes = np.asarray(attribution_class[rows])
         order = np.argsort(-np.where(classes >= 0, values, -np.inf), axis=1, kind="stable")[
             :, :top_n
         ]
-        keep[start : start + len(values)] = (
-            np.take_along_axis(classes, order, axis=1) == klass
-        ).any(axis=1)
+        keep[rows] = (np.take_along_axis(classes, order, axis=1) == klass).any(axis=1)
     if valid is not None:
         keep &= np.asarray(valid, bool)
     return np.flatnonzero(keep)
@@ -76,7 +72,6 @@ class ClassAtlas:
     level: GridLevel  # count, mean, exemplars (exemplar indices are into the run store)
     strength: np.ndarray  # (cells, len(classes)): summed attribution to each class
     member_strength: np.ndarray  # (M, len(classes))
-    notes: dict = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -89,21 +84,24 @@ def class_atlas(
     attribution_class,
     valid,
     classes: Sequence[int],
+    options: ClassesConfig | None = None,
     *,
-    size: int = 8,
-    mode: str = "winner",
-    top_n: int = 1,
-    min_count: int = 2,
-    exemplars: int = 6,
     layout_xy: np.ndarray | None = None,
-    reduce_options=None,
+    reduce_options: ReduceConfig | None = None,
+    **settings,
 ) -> ClassAtlas:
-    """The atlas of the samples that belong to any of ``classes``.
+    """The atlas of the samples that belong to any of ``classes``: ``options`` (a
+    :class:`atlas.config.ClassesConfig`, any field overridden by keyword) says which
+    samples belong (``mode``, ``top_n``) and how they are gridded (``size``,
+    ``min_count``, ``exemplars``).
 
     Positions come from ``layout_xy`` (the global layout, (N, 2)) rescaled to the members'
-    extent, or, when it is None, from a UMAP layout of the members alone
-    (``reduce_options``: a :class:`atlas.config.ReduceConfig`).
+    extent, or, when it is None, from a UMAP layout of the members alone; both with
+    ``reduce_options`` (a :class:`atlas.config.ReduceConfig`).
     """
+    options = (options or ClassesConfig()).updated(**settings)
+    size, mode, top_n = options.size, options.mode, options.top_n
+    reduce_options = reduce_options or ReduceConfig()
     member_sets = [
         class_members(attribution, attribution_class, valid, c, mode=mode, top_n=top_n)
         for c in classes
@@ -115,15 +113,16 @@ def class_atlas(
         )
     vectors = take_rows(acts, members).astype(np.float32)
     if layout_xy is not None:
-        xy = normalize_layout(np.asarray(layout_xy)[members])
+        xy = normalize_layout(np.asarray(layout_xy)[members], reduce_options)
     else:
         xy = configured_layout(vectors, reduce_options)[0]
     member_strength = np.stack(
         [attribution_to(attribution, attribution_class, members, c) for c in classes], axis=1
     )
-    level = grid_levels(
-        vectors, xy, levels=[size], num_classes=1, min_count=min_count, top_k=1, exemplars=exemplars
-    )[size]
+    cell_grid = GridConfig(
+        levels=[size], min_count=options.min_count, top_k=1, exemplars=options.exemplars
+    )
+    level = grid_levels(vectors, xy, cell_grid, num_classes=1)[size]
     cells = cell_of(xy, size, size)
     kept = level.count[cells] > 0
     strength = np.zeros((size * size, len(classes)), np.float64)
@@ -148,13 +147,6 @@ def rank_pair(atlas: ClassAtlas) -> tuple[np.ndarray, np.ndarray]:
     difference = atlas.strength[occupied, 0] - atlas.strength[occupied, 1]
     order = np.argsort(-difference, kind="stable")
     return occupied[order], difference[order]
-
-
-def take_rows(array, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` for NumPy and Zarr arrays alike (Zarr needs orthogonal selection)."""
-    if hasattr(array, "get_orthogonal_selection"):
-        return np.asarray(array.get_orthogonal_selection((rows, slice(None))))
-    return np.asarray(array[rows])
 
 
 def class_index(name: str, class_names: Sequence[str]) -> int:

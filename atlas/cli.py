@@ -1,7 +1,10 @@
 """The ``atlas`` command line: one subcommand per pipeline stage.
 
-Every stage takes ``--config FILE`` and dotted overrides (``-s extract.layer=block3``);
-model flags (``--arch``, ``--weights``, ...) are shorthands for ``model.*`` overrides.
+A command only parses: it loads the config, calls its stage's one library function
+(:mod:`atlas.stages`, or the demo's own), records the config sections the stage read in
+its output, and prints a summary. Every stage takes ``--config FILE`` and dotted
+overrides (``-s extract.layer=block3``); flags that mirror config keys (``--arch``,
+``--weights``, ``--methods``, ...: :data:`FLAG_KEYS`) are shorthands for those overrides.
 Exit status: 0 success, 2 bad input (one line on stderr, no traceback), 1 internal error.
 Heavy libraries are imported inside the commands so that ``--help`` stays instant.
 """
@@ -12,7 +15,6 @@ import functools
 import json
 import logging
 import sys
-from pathlib import Path
 
 import click
 
@@ -22,8 +24,23 @@ from atlas.errors import AtlasError, ConfigError
 log = logging.getLogger("atlas")
 
 
+# Flags that are shorthands for config keys: each becomes a ``-s KEY=VALUE`` override, so
+# the config validates it like any other value.
+FLAG_KEYS = {
+    "arch": "model.arch",
+    "weights": "model.weights",
+    "num_classes": "model.num_classes",
+    "input_size": "model.input_size",
+    "mean": "model.mean",
+    "std": "model.std",
+    "methods": "attribute.methods",
+    "target": "attribute.target",
+}
+
+
 def config_options(func):
-    """``--config`` and ``-s/--set`` overrides; the command receives a validated ``config``."""
+    """``--config`` and ``-s/--set`` overrides; the command receives a validated ``config``
+    with its shorthand flags (:data:`FLAG_KEYS`) applied as overrides."""
 
     @click.option(
         "--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file."
@@ -38,25 +55,22 @@ def config_options(func):
     )
     @functools.wraps(func)
     def wrapper(*args, config_path, overrides, **kwargs):
-        model_flags = {name: kwargs.pop(name, None) for name in MODEL_FLAGS}
-        extra = [f"model.{key}={value}" for key, value in model_flags.items() if value is not None]
+        flags = {name: kwargs.pop(name) for name in FLAG_KEYS if name in kwargs}
+        extra = [f"{FLAG_KEYS[name]}={value}" for name, value in flags.items() if value is not None]
         config = load_config(config_path, [*overrides, *extra])
         return func(*args, config=config, **kwargs)
 
     return wrapper
 
 
-MODEL_FLAGS = ("arch", "weights", "num_classes", "input_size", "mean", "std")
-
-
 def model_options(func):
     """Model-spec shorthands; use together with (and above) ``config_options``."""
-    func = click.option("--std", help="Per-channel std as 'r,g,b' (model.std).", callback=_triple)(
+    func = click.option("--std", help="Per-channel std as 'r,g,b' (model.std).", callback=_list)(
         func
     )
-    func = click.option(
-        "--mean", help="Per-channel mean as 'r,g,b' (model.mean).", callback=_triple
-    )(func)
+    func = click.option("--mean", help="Per-channel mean as 'r,g,b' (model.mean).", callback=_list)(
+        func
+    )
     func = click.option(
         "--input-size", type=int, help="Square input size in px (model.input_size)."
     )(func)
@@ -73,10 +87,16 @@ def model_options(func):
     return func
 
 
-def _triple(ctx, param, value):
-    if value is None:
-        return None
-    return "[" + value + "]"
+def _list(ctx, param, value):
+    """A comma-separated flag as a YAML list ('a,b' -> '[a,b]')."""
+    return None if value is None else "[" + value + "]"
+
+
+def _record(config: Config, out: str, *sections: str, store: bool = False) -> None:
+    """Record the resolved sections a stage read in its output (see the README)."""
+    from atlas.store import record_config
+
+    record_config(out, config.record(*sections), store=store)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -104,18 +124,8 @@ def make_data(config: Config, out: str, workers: int | None) -> None:
     """Generate the demo world (ImageFolder splits train, test, test-swapped)."""
     from atlas.demo.world import make_world
 
-    options = config.data
-    samples = make_world(
-        out,
-        seed=options.seed,
-        image_size=options.image_size,
-        train_per_class=options.train_per_class,
-        test_per_class=options.test_per_class,
-        swapped_per_class=options.swapped_per_class,
-        confounded=options.confounded,
-        workers=workers,
-    )
-    config.record(out, "data")
+    samples = make_world(out, config.data, workers=workers)
+    _record(config, out, "data")
     click.echo(f"wrote {len(samples)} images to {out}")
 
 
@@ -140,58 +150,17 @@ def make_data(config: Config, out: str, workers: int | None) -> None:
 )
 def train(config: Config, data_dir: str, out: str, metrics: str | None) -> None:
     """Train (or fine-tune) a classifier; write the checkpoint and accuracy metrics."""
-    import torch
+    from atlas.stages.train import train_checkpoint
 
-    from atlas.data import image_folder, load_images
-    from atlas.models import load_model, read_class_names
-    from atlas.train import LabelledImages, evaluate, resolve_device, train_classifier
-    from atlas.weights import save_checkpoint
-
-    root = Path(data_dir)
-    records, class_names = image_folder(root / "train", read_class_names(config.model.class_names))
-    spec = config.model
-    if spec.num_classes is None and spec.weights is None:
-        spec = spec.model_copy(update={"num_classes": len(class_names)})
-    if spec.class_names is None:
-        spec = spec.model_copy(update={"class_names": class_names})
-    loaded = load_model(spec, device=resolve_device(config.train.device), seed=config.train.seed)
-
-    def split(name: str, recs) -> LabelledImages:
-        labels = torch.tensor([r.label for r in recs], dtype=torch.long)
-        images = load_images(
-            recs,
-            loaded.preprocessing.crop,
-            max_bytes=config.train.max_memory_gb * 2**30,
-            desc=f"decode {name}",
-        )
-        return LabelledImages(images, labels)
-
-    train_set = split("train", records)
-    result = train_classifier(loaded, train_set, config.train)
-    scores = {"train": evaluate(loaded, train_set)}
-    for folder in sorted(
-        p for p in root.iterdir() if p.is_dir() and p.name != "train" and not p.name.startswith(".")
-    ):
-        recs, _ = image_folder(folder, loaded.class_names)
-        scores[folder.name] = evaluate(loaded, split(folder.name, recs))
-    scores["epochs"] = len(result.history)
-    scores["final_loss"] = round(result.history[-1]["loss"], 4)
-
-    out_dir = Path(out)
-    save_checkpoint(
-        loaded, out_dir / "model.pt", extra={"config_hash": config.section_hash("model", "train")}
-    )
-    config.record(out_dir, "model", "train")
-    metrics_path = Path(metrics) if metrics else out_dir / "metrics.json"
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    metrics_path.write_text(json.dumps(scores, indent=2) + "\n")
-    summary = ", ".join(
-        f"{name} {s['accuracy']:.3f}" for name, s in scores.items() if isinstance(s, dict)
+    summary = train_checkpoint(data_dir, out, config.model, config.train, metrics_path=metrics)
+    _record(config, out, "model", "train")
+    accuracy = ", ".join(
+        f"{name} {s['accuracy']:.3f}" for name, s in summary.scores.items() if isinstance(s, dict)
     )
     # The time goes to the console only: the metrics file stays the same for the same seed.
     click.echo(
-        f"accuracy: {summary}; trained in {result.seconds:.0f} s; "
-        f"wrote {out_dir / 'model.pt'} and {metrics_path}"
+        f"accuracy: {accuracy}; trained in {summary.seconds:.0f} s; "
+        f"wrote {summary.checkpoint} and {summary.metrics}"
     )
 
 
@@ -208,13 +177,13 @@ def train(config: Config, data_dir: str, out: str, metrics: str | None) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace a store made with another config.")
 def extract(config: Config, images: str, out: str, scheduler: str | None, overwrite: bool) -> None:
     """Extract layer activations, class attributions and predictions into a Zarr store."""
-    from atlas.extract import extract as run_extract
+    from atlas.stages.extract import extract_store
 
     options = _section(config, "extract", "-s extract.layer=NAME")
-    summary = run_extract(
+    summary = extract_store(
         images, out, config.model, options, scheduler=scheduler, overwrite=overwrite
     )
-    config.record_in_store(out, "model", "extract")
+    _record(config, out, "model", "extract", store=True)
     skipped = f"; {summary.skipped} skipped (see skipped.csv beside it)" if summary.skipped else ""
     click.echo(
         f"{summary.images} images in {summary.store} ({summary.tasks_run} tasks run, "
@@ -228,10 +197,10 @@ def extract(config: Config, images: str, out: str, scheduler: str | None, overwr
 @click.option("--out", required=True, help="The layout store to write.")
 def reduce(config: Config, store: str, out: str) -> None:
     """Lay out a layer's activations in 2-D with UMAP (normalized to [0, 1])."""
-    from atlas.reduce import reduce_store
+    from atlas.stages.reduce import reduce_store
 
     info = reduce_store(store, out, config.reduce)
-    config.record_in_store(out, "reduce")
+    _record(config, out, "reduce", store=True)
     click.echo(
         f"laid out {info.n} samples ({info.distinct} distinct, UMAP fitted on {info.fitted}) "
         f"into {out}"
@@ -245,10 +214,10 @@ def reduce(config: Config, store: str, out: str) -> None:
 @click.option("--out", required=True, help="The grid store to write.")
 def grid(config: Config, store: str, layout: str, out: str) -> None:
     """Average the laid-out activations over square cells at several zoom levels."""
-    from atlas.grid import grid_store
+    from atlas.stages.grid import grid_store
 
     levels = grid_store(store, layout, out, config.grid)
-    config.record_in_store(out, "grid")
+    _record(config, out, "grid", store=True)
     filled = ", ".join(f"{size}x{size}: {len(level.occupied())}" for size, level in levels.items())
     click.echo(f"cells with samples per level: {filled}; wrote {out}")
 
@@ -266,10 +235,10 @@ def grid(config: Config, store: str, layout: str, out: str) -> None:
 @click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
 def render(config: Config, store: str, grid_url: str, out: str, scheduler: str | None) -> None:
     """Render every grid cell as a feature-visualization icon, and the deep-zoom tiles."""
-    from atlas.render import render_store
+    from atlas.stages.render import render_store
 
     summary = render_store(store, grid_url, out, config.render, scheduler=scheduler)
-    config.record(out, "render")
+    _record(config, out, "render")
     cached = summary.icons - summary.rendered
     counts = f"{summary.icons} icons ({summary.rendered} rendered, {cached} cached)"
     click.echo(f"{counts} in {summary.seconds:.1f} s; wrote {out}")
@@ -287,15 +256,10 @@ def render(config: Config, store: str, grid_url: str, out: str, scheduler: str |
     help="Folder for classes.zarr, report.json, icons.",
 )
 @click.option("--compare-store", help="A store extracted from another checkpoint, to compare.")
-@click.option(
-    "--world",
-    type=click.Path(file_okay=False),
-    help="The demo world's folder: report habitat shares.",
-)
 @click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
-def classes(config: Config, store, layout, grid_url, out, compare_store, world, scheduler) -> None:
+def classes(config: Config, store, layout, grid_url, out, compare_store, scheduler) -> None:
     """Class atlases, pair comparisons and checkpoint comparisons, rendered."""
-    from atlas.class_atlases import classes_store
+    from atlas.stages.classes import classes_store
 
     report = classes_store(
         store,
@@ -306,17 +270,38 @@ def classes(config: Config, store, layout, grid_url, out, compare_store, world, 
         reduce_options=config.reduce,
         render_options=config.render,
         compare_run=compare_store,
-        world=world,
         scheduler=scheduler,
     )
-    config.record(out, "classes", "reduce", "render")
+    _record(config, out, "classes", "reduce", "render")
     for name, summary in report["classes"].items():
-        habitat = summary.get("habitat", {}).get(name)
-        share = f", habitat share {habitat['sample_share']:.2f}" if habitat else ""
-        click.echo(
-            f"{name}: {summary['members']} samples in {summary.get('cells', 0)} cells{share}"
-        )
-    for habitat, top in report.get("empty_scenes", {}).get("model", {}).items():
+        click.echo(f"{name}: {summary['members']} samples in {summary.get('cells', 0)} cells")
+    click.echo(f"wrote {out}")
+
+
+@cli.command("demo-shortcut")
+@click.option(
+    "--classes",
+    "classes_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder of atlas classes.",
+)
+@click.option(
+    "--world", required=True, type=click.Path(file_okay=False), help="The demo world's folder."
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="The measures file to write."
+)
+def demo_shortcut(classes_dir: str, world: str, out: str) -> None:
+    """The demo's shortcut measures: each class atlas's habitat share, and what the models
+    see in empty scenes."""
+    from atlas.demo.shortcut import shortcut_measures
+
+    measures = shortcut_measures(classes_dir, world, out)
+    for group, values in measures["atlases"].items():
+        shown = ", ".join(f"{key} {value:.2f}" for key, value in values.items())
+        click.echo(f"{group}: {shown}")
+    for habitat, top in measures["empty_scenes"].get("class", {}).items():
         guesses = ", ".join(f"{name} {p:.2f}" for name, p in top)
         click.echo(f"an empty {habitat} scene looks like: {guesses}")
     click.echo(f"wrote {out}")
@@ -332,42 +317,15 @@ def classes(config: Config, store, layout, grid_url, out, compare_store, world, 
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Folder for maps and pages."
 )
-@click.option("--methods", help="Comma-separated methods (attribute.methods).")
+@click.option("--methods", callback=_list, help="Comma-separated methods (attribute.methods).")
 @click.option("--target", help="'pred', 'label' or a class index (attribute.target).")
-def attribute(
-    config: Config,
-    sources: tuple[str, ...],
-    exemplars: str | None,
-    out: str,
-    methods: str | None,
-    target: str | None,
-) -> None:
+def attribute(config: Config, sources: tuple[str, ...], exemplars: str | None, out: str) -> None:
     """Attribution maps and HTML reports for images: saliency, guided backprop, Grad-CAM,
     occlusion, integrated gradients, with sanity and faithfulness checks."""
-    from atlas.models import load_model
-    from atlas.reports.attribution_report import attribute_images, exemplar_images, select_images
+    from atlas.stages.attribute import attribute_store
 
-    options = config.attribute
-    if methods:
-        options = options.model_copy(
-            update={"methods": [m.strip() for m in methods.split(",") if m.strip()]}
-        )
-    if target:
-        options = options.model_copy(update={"target": int(target) if target.isdigit() else target})
-        if options.target not in ("pred", "label") and not isinstance(options.target, int):
-            raise ConfigError(f"--target {target!r}: use pred, label or a class index")
-    if not sources and not exemplars:
-        raise ConfigError("give images to report on: --images SOURCE and/or --exemplars GRID")
-    model = load_model(config.model)
-    records = select_images(sources, model.class_names, options)
-    if exemplars:
-        known = {r.path for r in records}
-        records += [
-            r for r in exemplar_images(exemplars, options.exemplars_per_cell) if r.path not in known
-        ]
-    reports = attribute_images(model, records, out, options)
-    # --methods and --target are recorded as they were applied.
-    config.model_copy(update={"attribute": options}).record(out, "model", "attribute")
+    reports = attribute_store(config.model, sources, out, config.attribute, exemplars=exemplars)
+    _record(config, out, "model", "attribute")
     click.echo(f"{len(reports)} image reports in {out}/index.html")
 
 
@@ -379,11 +337,10 @@ def attribute(
 )
 def report_model(config: Config, out: str) -> None:
     """The model report: layer table, first-layer filters, class visualizations."""
-    from atlas.models import load_model
-    from atlas.reports.model_report import model_report
+    from atlas.stages.report_model import report_model as run_report
 
-    page = model_report(load_model(config.model), out, config.report)
-    config.record(out, "model", "report")
+    page = run_report(config.model, out, config.report)
+    _record(config, out, "model", "report")
     click.echo(f"wrote {page}")
 
 
@@ -405,6 +362,11 @@ def report_model(config: Config, out: str) -> None:
     help="Output folder of atlas classes.",
 )
 @click.option(
+    "--class-measures",
+    type=click.Path(dir_okay=False),
+    help="Measures of the class atlases to show beside them (e.g. atlas demo-shortcut's).",
+)
+@click.option(
     "--exemplar-reports", type=click.Path(file_okay=False), help="Reports on the grid's exemplars."
 )
 @click.option(
@@ -415,32 +377,11 @@ def report_model(config: Config, out: str) -> None:
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the site.")
 @click.option("--title", default="Activation atlas", help="The page title.")
-def viewer(
-    config: Config,
-    store,
-    grid_url,
-    render_dir,
-    classes_dir,
-    exemplar_reports,
-    reports,
-    model_report,
-    out,
-    title,
-) -> None:
+def viewer(config: Config, store, grid_url, out, **folders) -> None:
     """Build the static viewer site: the zoomable atlas, class atlases, reports."""
-    from atlas.viewer.build import build_site
+    from atlas.stages.viewer import build_viewer
 
-    page = build_site(
-        out,
-        run_url=store,
-        grid_url=grid_url,
-        render_dir=render_dir,
-        classes_dir=classes_dir,
-        exemplar_reports=exemplar_reports,
-        reports=reports,
-        model_report=model_report,
-        title=title,
-    )
+    page = build_viewer(out, run_url=store, grid_url=grid_url, **folders)
     click.echo(f"wrote {page}; view it with: atlas serve {out}")
 
 

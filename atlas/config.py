@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, Self, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from atlas.errors import ConfigError, choices_hint
+from atlas.version import package_version
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,6 +27,17 @@ CONFIG_RECORD = "atlas-config.yaml"  # the resolved config written beside each o
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def updated(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied, validated like a config file (a
+        :class:`ConfigError` names a bad key or value)."""
+        if not changes:
+            return self
+        try:
+            return type(self).model_validate({**self.model_dump(), **changes})
+        except ValidationError as err:
+            reasons = "; ".join(_describe(e, type(self)) for e in err.errors())
+            raise ConfigError(f"{type(self).__name__}: {reasons}") from None
 
 
 class ModelSpec(Section):
@@ -345,48 +357,36 @@ class Config(Section):
 
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections (all when none are named)."""
+        return hash_sections(self.sections(*names))
+
+    def sections(self, *names: str) -> dict[str, Any]:
+        """The named sections (all when none are named) as plain JSON-ready values."""
         dumped = self.model_dump(mode="json")
-        chosen = {name: dumped[name] for name in (names or sorted(dumped))}
-        blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return {name: dumped[name] for name in (names or list(dumped))}
 
     def to_yaml(self, *names: str) -> str:
         """The resolved config (only the named sections, if any) as YAML."""
-        dumped = self.model_dump(mode="json")
-        chosen = {name: dumped[name] for name in names} if names else dumped
-        return yaml.safe_dump(chosen, sort_keys=False)
+        return yaml.safe_dump(self.sections(*names), sort_keys=False)
 
-    def record(self, out_dir: str | Path, *names: str) -> Path:
-        """Write the resolved sections a stage read into ``out_dir``, with their hash, so
-        the output says what made it."""
-        path = Path(out_dir) / CONFIG_RECORD
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = (
-            f"# written by atlas {package_version()}; config hash {self.section_hash(*names)}\n"
-        )
-        path.write_text(header + self.to_yaml(*names))
-        return path
-
-    def record_in_store(self, url: str, *names: str) -> None:
-        """The same record for a Zarr store (local path or fsspec URL), in its root
-        attributes under ``atlas_config``: ``hash``, ``version`` and ``yaml``."""
-        from atlas.store.run import open_group
-
-        group = open_group(url, mode="r+")
-        group.attrs["atlas_config"] = {
+    def record(self, *names: str) -> dict[str, str]:
+        """What an output records about the sections a stage read: their ``hash``, the
+        package ``version`` and the resolved ``yaml``. :func:`atlas.store.record_config`
+        writes it beside a folder output or into a store's attributes."""
+        return {
             "hash": self.section_hash(*names),
             "version": package_version(),
             "yaml": self.to_yaml(*names),
         }
 
 
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("atlas")
-    except PackageNotFoundError:
-        return "unknown"
+def hash_sections(sections: dict[str, Any]) -> str:
+    """A short stable hash of config sections (``{name: section or its dump}``)."""
+    dumped = {
+        name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        for name, value in sections.items()
+    }
+    blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -421,7 +421,8 @@ def validate_config(raw: dict[str, Any], *, source: str = "config") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in err.errors())) from None
+        reasons = "; ".join(_describe(e, Config) for e in err.errors())
+        raise ConfigError(f"{source}: {reasons}") from None
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
@@ -444,11 +445,11 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
     loc = [str(p) for p in error["loc"]]
     where = ".".join(loc) or "config"
     if error["type"] == "extra_forbidden":
-        valid = _fields_at(loc[:-1])
+        valid = _fields_at(root, loc[:-1])
         return f"unknown key {where} " + choices_hint(loc[-1], valid, label="valid keys")
     if error["type"] == "missing":
         return f"{where}: required key is missing"
@@ -457,9 +458,9 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {error['msg']}{shown}"
 
 
-def _fields_at(loc: list[str]) -> list[str]:
-    """The keys allowed at a location of the config, for error messages."""
-    model: Any = Config
+def _fields_at(root: type[BaseModel], loc: list[str]) -> list[str]:
+    """The keys allowed at a location below ``root``, for error messages."""
+    model: Any = root
     for part in loc:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:

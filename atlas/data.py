@@ -210,14 +210,6 @@ def _load_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else to_rgb(image)
 
 
-def open_rgb(path: str | Path) -> Image.Image:
-    """Decode an image file as RGB; raises :class:`DataError` if it cannot be used."""
-    try:
-        return read_image(str(path))
-    except UnusableImage as err:
-        raise DataError(f"cannot decode {path}: {err.reason}") from None
-
-
 def open_pixels(path: str | Path) -> torch.Tensor:
     """:func:`read_pixels`, raising :class:`DataError` if the image cannot be used."""
     try:

@@ -1,11 +1,7 @@
-"""Extraction: images to a layer's activation vectors, class attributions and predictions.
-
-The client lists the images, creates the store (see :mod:`atlas.store`) and hands out
-tasks, one per chunk of images, to Dask workers: a ``LocalCluster`` by default, or any
-cluster by address. Each worker loads the model once, decodes its images, runs the
-forward (and backward, for attribution) passes and writes its own Zarr chunks; nothing
-but a few counters returns through the client. A task marks itself done after writing, so
-an interrupted run resumes with the tasks still missing and yields the same store.
+"""Extraction's computation: images to a layer's activation vectors, class attributions
+and predictions, one batch (:func:`batch_samples`) and one task (:func:`run_task`, a chunk
+of images written into the run store by a worker) at a time. The extract stage
+(:mod:`atlas.stages.extract`) lists the images, creates the store and hands out the tasks.
 
 Class attribution follows the activation-atlas papers (Carter et al., "Activation
 Atlas", Distill 2019): the activation vector ``a`` at the sampled position times the
@@ -15,33 +11,20 @@ gradient of the class logit with respect to it, summed over channels, i.e. the f
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from atlas.config import ExtractConfig, ModelSpec
-from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
-from atlas.distribute import Cluster, run_tasks
+from atlas.config import ExtractConfig
+from atlas.data import UnusableImage, read_pixels
 from atlas.errors import AtlasError
 from atlas.layers import capture, get_layer
-from atlas.models import LoadedModel, load_model
-from atlas.store import (
-    LayerGeometry,
-    RunLayout,
-    RunStore,
-    create_run,
-    open_run,
-    sibling,
-    write_skipped_csv,
-)
-from atlas.train import resolve_device
+from atlas.models import LoadedModel
+from atlas.store import LayerGeometry, RunLayout, open_run
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +33,6 @@ ALL_CLASSES_UP_TO = 32  # attribution "auto": every class up to this many, else 
 
 class LayerShapeError(AtlasError, ValueError):
     """A layer whose output is not an activation map or vector."""
-
-
-@dataclass(frozen=True)
-class ExtractSummary:
-    store: str
-    images: int
-    skipped: int
-    tasks_run: int
-    seconds: float  # wall clock, start to end
-    task_seconds: float  # summed over tasks: the work itself, without start-up
 
 
 # The per-batch computation (pure: tensors in, arrays out) --------------------------------
@@ -231,25 +204,6 @@ def _gather(
 
 # One task: a chunk of images, on a worker -----------------------------------------------
 
-_MODELS: dict[tuple, LoadedModel] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def _worker_model(spec_json: str, device: str, seed: int) -> LoadedModel:
-    """The model, loaded once per worker process (and per thread, since hooks are per model).
-
-    Kept in channels-last memory format, which makes convolutions markedly faster on the
-    CPU (and with cuDNN) without changing their results beyond rounding.
-    """
-    key = (spec_json, device, seed, threading.get_ident())
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            spec = ModelSpec.model_validate_json(spec_json)
-            loaded = load_model(spec, device=device, seed=seed)
-            loaded.module.to(memory_format=torch.channels_last)
-            _MODELS[key] = loaded
-        return _MODELS[key]
-
 
 def run_task(
     task: int, store_url: str, *, batch_size: int, threads: int, decode_threads: int, device: str
@@ -258,11 +212,8 @@ def run_task(
     start = time.perf_counter()
     torch.set_num_threads(threads)
     store = open_run(store_url, mode="r+")
-    identity = store.meta["identity"]
-    options = ExtractConfig.model_validate(identity["extract"])
-    loaded = _worker_model(
-        ModelSpec.model_validate(identity["model"]).model_dump_json(), device, options.seed
-    )
+    options = store.extract_options()
+    loaded = store.load_model(device=device, cached=True)
     layout = store.layout
     images = layout.images_of(task)
     indices = np.arange(images.start, images.stop)
@@ -363,103 +314,3 @@ def _rss() -> int:
     import psutil
 
     return psutil.Process().memory_info().rss
-
-
-# The client: list, create, distribute, report --------------------------------------------
-
-
-def extract(
-    source: str,
-    store_url: str,
-    spec: ModelSpec,
-    options: ExtractConfig,
-    *,
-    scheduler: str | None = None,
-    overwrite: bool = False,
-) -> ExtractSummary:
-    """Extract ``options.layers`` of the model for every image of ``source`` into ``store_url``.
-
-    Resumes an existing store made with the same model, options and images; refuses one
-    made otherwise unless ``overwrite``. Writes ``skipped.csv`` beside the store.
-    """
-    start = time.perf_counter()
-    loaded = load_model(spec, seed=options.seed)
-    geometries = probe_layers(loaded, options)
-    listing = list_images(source, loaded.class_names)
-    records = listing.records[: options.limit] if options.limit else listing.records
-    slots = attribution_slots(options, loaded.num_classes)
-    layout = RunLayout(
-        n_images=len(records),
-        chunk_size=chunk_size(options.chunk_size, len(records)),
-        layers=geometries,
-        topk=min(options.topk, loaded.num_classes),
-        attribution_slots=slots,
-    )
-    identity = {
-        "model": loaded.spec.model_dump(mode="json"),
-        "extract": options.model_dump(mode="json", exclude=set(ExtractConfig.OPERATIONAL)),
-        "source": str(source),
-        "images": _fingerprint(records),
-        "n_images": len(records),
-    }
-    store = create_run(
-        store_url,
-        layout,
-        identity=identity,
-        records_path=[r.path for r in records],
-        records_label=[r.label for r in records],
-        class_names=loaded.class_names,
-        overwrite=overwrite,
-    )
-    pending = store.pending_tasks()
-    task_seconds = 0.0
-    if pending:
-        local_only = any(str(u).startswith("memory://") for u in (source, store_url))
-        task_seconds = _run_tasks(
-            store, pending, options, scheduler=scheduler, in_process=local_only
-        )
-    else:
-        log.info("%s is complete; nothing to extract", store_url)
-    skipped = write_skipped_csv(store, sibling(store_url, "skipped.csv"))
-    elapsed = time.perf_counter() - start
-    return ExtractSummary(store_url, len(records), skipped, len(pending), elapsed, task_seconds)
-
-
-def _run_tasks(
-    store: RunStore,
-    pending: list[int],
-    options: ExtractConfig,
-    *,
-    scheduler: str | None,
-    in_process: bool,
-) -> float:
-    """Run the pending tasks (see :mod:`atlas.distribute`); returns the summed task time."""
-    cluster = Cluster(scheduler, options.workers, options.processes, in_process)
-    threads = options.threads_per_worker
-    if scheduler == "inline":  # one process: give torch every core a worker would get
-        threads *= cluster.local_workers
-    layout = store.layout
-    results = run_tasks(
-        run_task,
-        [(task, store.url) for task in pending],
-        cluster,
-        key=f"extract-{store.meta['identity_hash']}",
-        desc="extract",
-        unit="img",
-        count="images",
-        total=sum(layout.images_of(t).stop - layout.images_of(t).start for t in pending),
-        batch_size=options.batch_size,
-        threads=threads,
-        decode_threads=options.decode_threads,
-        device=str(resolve_device(options.device)),
-    )
-    task_seconds = sum(r["seconds"] for r in results)
-    log.info("%d tasks in %.1f s of task time", len(results), task_seconds)
-    return task_seconds
-
-
-def _fingerprint(records: Sequence[ImageRecord]) -> str:
-    digest = hashlib.sha256()
-    for record in records:
-        digest.update(f"{record.path}\t{record.label}\n".encode())
-    return digest.hexdigest()[:16]

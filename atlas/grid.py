@@ -13,16 +13,13 @@ finest one, so they nest exactly: a coarse cell holds precisely its children's s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 
-from atlas.errors import AtlasError
-from atlas.reduce import unit_rows
-
-CHUNK = 65_536
+from atlas.config import GridConfig
+from atlas.rows import row_blocks, unit_rows
 
 
 @dataclass
@@ -49,20 +46,6 @@ class GridLevel:
         return np.flatnonzero(self.count > 0)
 
 
-def check_levels(levels: Sequence[int]) -> list[int]:
-    """Levels sorted coarse to fine; each must divide the finest so that they nest."""
-    levels = sorted(set(int(v) for v in levels))
-    if not levels or levels[0] < 1:
-        raise AtlasError("grid levels must be positive integers")
-    finest = levels[-1]
-    bad = [v for v in levels if finest % v]
-    if bad:
-        raise AtlasError(
-            f"grid level {bad[0]} does not divide the finest level {finest}: levels must nest"
-        )
-    return levels
-
-
 def cell_of(xy: np.ndarray, size: int, finest: int) -> np.ndarray:
     """Cell ids at level ``size`` of points in [0, 1]^2, binned through the finest level."""
     fine = np.clip(np.floor(np.asarray(xy, np.float64) * finest), 0, finest - 1).astype(np.int64)
@@ -73,24 +56,30 @@ def cell_of(xy: np.ndarray, size: int, finest: int) -> np.ndarray:
 def grid_levels(
     acts,
     xy: np.ndarray,
+    options: GridConfig | None = None,
     *,
-    levels: Sequence[int],
     valid: np.ndarray | None = None,
     attribution=None,
     attribution_class=None,
     labels: np.ndarray | None = None,
     num_classes: int,
-    min_count: int = 1,
-    top_k: int = 5,
-    exemplars: int = 8,
+    **settings,
 ) -> dict[int, GridLevel]:
-    """Aggregate samples into cells at each level.
+    """Aggregate samples into cells at each of ``options.levels``.
 
     ``acts`` (N, C) and ``attribution``/``attribution_class`` (N, S) may be Zarr or memory
     mapped; they are read in chunks. ``xy`` (N, 2) is the layout in [0, 1]; samples that
-    are not ``valid`` (or whose xy is NaN) are left out. Returns {size: GridLevel}.
+    are not ``valid`` (or whose xy is NaN) are left out. Settings come from ``options`` (a
+    :class:`atlas.config.GridConfig`: levels, min_count, top_k, exemplars), any of them
+    overridden by keyword. Returns {size: GridLevel}.
     """
-    levels = check_levels(levels)
+    options = (options or GridConfig()).updated(**settings)
+    levels, min_count, top_k, exemplars = (
+        options.levels,
+        options.min_count,
+        options.top_k,
+        options.exemplars,
+    )
     finest = levels[-1]
     n, channels = acts.shape
     keep = (
@@ -104,8 +93,7 @@ def grid_levels(
     positive = {size: np.zeros(size * size, np.float64) for size in levels}
     label_counts = {size: np.zeros((size * size, num_classes), np.int64) for size in levels}
 
-    for start in range(0, n, CHUNK):
-        rows = slice(start, min(start + CHUNK, n))
+    for rows in row_blocks(n):
         block = np.asarray(acts[rows], np.float32)
         for size in levels:
             member = _membership(cells[size][rows], size * size)
@@ -158,10 +146,10 @@ def whitening(acts, *, valid: np.ndarray | None = None, ridge: float = 1e-3) -> 
     n, channels = acts.shape
     moment = np.zeros((channels, channels), np.float64)
     used = 0
-    for start in range(0, n, CHUNK):
-        block = np.asarray(acts[start : start + CHUNK], np.float64)
+    for rows in row_blocks(n):
+        block = np.asarray(acts[rows], np.float64)
         if valid is not None:
-            block = block[np.asarray(valid[start : start + CHUNK], bool)]
+            block = block[np.asarray(valid[rows], bool)]
         moment += block.T @ block
         used += len(block)
     moment /= max(used, 1)
@@ -206,11 +194,11 @@ def _find_exemplars(
     the cell's mean, merged chunk by chunk."""
     n = acts.shape[0]
     unit_means = {size: unit_rows(level.mean) for size, level in result.items()}
-    for start in range(0, n, CHUNK):
-        block = unit_rows(np.asarray(acts[start : start + CHUNK], np.float32))
-        index = np.arange(start, start + len(block))
+    for rows in row_blocks(n):
+        block = unit_rows(np.asarray(acts[rows], np.float32))
+        index = np.arange(rows.start, rows.stop)
         for size, level in result.items():
-            member = cells[size][start : start + len(block)]
+            member = cells[size][rows]
             inside = member >= 0
             if not inside.any():
                 continue
@@ -234,53 +222,3 @@ def _merge_best(level: GridLevel, cell, index, distance, keep) -> None:
     best = rank < keep
     level.exemplar[all_cell[best], rank[best]] = all_index[best]
     level.exemplar_distance[all_cell[best], rank[best]] = all_distance[best]
-
-
-def grid_store(run_url: str, layout_url: str, grid_url: str, options) -> dict[int, GridLevel]:
-    """Grid a laid-out layer of a run store and write the grid store (see
-    :mod:`atlas.store.maps`): ``options`` is a :class:`atlas.config.GridConfig`."""
-    from atlas.store import open_run
-    from atlas.store.maps import read_layout, write_grid
-
-    store = open_run(run_url)
-    xy, layout_attrs = read_layout(layout_url)
-    layer = store.layer(layout_attrs["layer"])
-    if layout_attrs.get("run_identity") != store.meta["identity_hash"]:
-        raise AtlasError(
-            f"{layout_url} was made from another run than {run_url}: run `atlas reduce` again"
-        )
-    geometry = store.geometry(layout_attrs["layer"])
-    class_names = store.meta["class_names"]
-    has_attribution = "attribution" in layer
-    levels = grid_levels(
-        layer["acts"],
-        xy,
-        levels=options.levels,
-        valid=layer["valid"][:],
-        attribution=layer["attribution"] if has_attribution else None,
-        attribution_class=layer["attribution_class"] if has_attribution else None,
-        labels=layer["label"][:],
-        num_classes=len(class_names),
-        min_count=options.min_count,
-        top_k=options.top_k,
-        exemplars=options.exemplars,
-    )
-    positions = layer["pos"][:]
-    boxes = {}
-    for size, level in levels.items():
-        box = np.zeros((*level.exemplar.shape, 4), np.int32)
-        for (cell, slot), sample in np.ndenumerate(level.exemplar):
-            if sample >= 0:
-                box[cell, slot] = geometry.crop_box(*positions[sample])
-        boxes[size] = box
-    attrs = {
-        "layer": layout_attrs["layer"],
-        "run": run_url,
-        "run_identity": store.meta["identity_hash"],
-        "layout": layout_url,
-        "class_names": class_names,
-        "min_count": options.min_count,
-        "input_size": geometry.input_size,
-    }
-    write_grid(grid_url, levels, boxes, whitening(layer["acts"], valid=layer["valid"][:]), attrs)
-    return levels

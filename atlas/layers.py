@@ -40,12 +40,6 @@ class Hooks:
     def forward(self, module: nn.Module, fn: Callable) -> None:
         self._handles.append(module.register_forward_hook(fn))
 
-    def forward_pre(self, module: nn.Module, fn: Callable) -> None:
-        self._handles.append(module.register_forward_pre_hook(fn))
-
-    def backward(self, module: nn.Module, fn: Callable) -> None:
-        self._handles.append(module.register_full_backward_hook(fn))
-
     def release(self) -> None:
         while self._handles:
             self._handles.pop().remove()

@@ -21,9 +21,10 @@ import torch
 import torchvision
 from torch import nn
 
-from atlas.config import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, package_version
+from atlas.config import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from atlas.errors import ModelSpecError, WeightsError, WeightsFileNotFoundError, choices_hint
-from atlas.weights import read_weights_file, strip_prefixes
+from atlas.version import package_version
+from atlas.weights import read_weights_file, save_checkpoint, strip_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,6 @@ class Preprocessing:
         mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype)
         std = torch.tensor(self.std, device=images.device, dtype=images.dtype)
         return (images - mean[:, None, None]) / std[:, None, None]
-
-    def denormalize(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`normalize`: model inputs back to images in [0, 1]."""
-        mean = torch.tensor(self.mean, device=inputs.device, dtype=inputs.dtype)
-        std = torch.tensor(self.std, device=inputs.device, dtype=inputs.dtype)
-        return inputs * std[:, None, None] + mean[:, None, None]
 
     def crop(self, pixels: torch.Tensor) -> torch.Tensor:
         """An image (3, H, W) uint8 resized (shorter side to ``resize_size``, antialiased)
@@ -97,6 +92,11 @@ class LoadedModel:
         meta = self.spec.model_dump(mode="json", exclude={"weights"})
         meta["version"] = package_version()
         return meta
+
+    def save(self, path: str | Path, *, extra: Mapping[str, Any] = ()) -> Path:
+        """Write a checkpoint that loads again with ``load_model(ModelSpec(weights=path))``:
+        the weights plus :meth:`checkpoint_meta` (and ``extra``)."""
+        return save_checkpoint(self.module, {**self.checkpoint_meta(), **dict(extra)}, path)
 
 
 def load_model(

@@ -17,7 +17,8 @@ around it, chosen by measurement (tests/benchmarks/reduce.py):
    optimization, not the neighbour search, is what costs (DESIGN.md's measurements), and
    this keeps it at a fixed size whatever N is.
 
-The result is deterministic for a seed on the CPU.
+The result is deterministic for a seed on the CPU. Every setting is a field of
+:class:`atlas.config.ReduceConfig`, declared there once with its default.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from atlas.config import ReduceConfig
 from atlas.errors import AtlasError
+from atlas.rows import CHUNK, iter_rows, unit_rows
 
 log = logging.getLogger(__name__)
-
-READ_CHUNK = 65_536  # rows read at a time from a memory-mapped or Zarr array
 
 
 class NonFiniteError(AtlasError, ValueError):
@@ -59,46 +60,22 @@ class LayoutInfo:
     fit_size: int
 
 
-def umap_layout(
-    x,
-    *,
-    n_neighbors: int = 15,
-    min_dist: float = 0.1,
-    metric: str = "cosine",
-    seed: int = 0,
-    pca_dims: int = 32,
-    fit_size: int = 5_000,
-    n_epochs: int | None = 200,
-) -> np.ndarray:
+def umap_layout(x, options: ReduceConfig | None = None, **settings) -> np.ndarray:
     """2-D UMAP coordinates (N, 2) float32 of the rows of ``x`` (any (N, D) array-like:
-    NumPy, memory-mapped ``.npy``, Zarr). Raises :class:`NonFiniteError` naming the first
-    bad row. See the module docstring for the method."""
-    return umap_layout_info(
-        x,
-        n_neighbors=n_neighbors,
-        min_dist=min_dist,
-        metric=metric,
-        seed=seed,
-        pca_dims=pca_dims,
-        fit_size=fit_size,
-        n_epochs=n_epochs,
-    )[0]
+    NumPy, memory-mapped ``.npy``, Zarr). Settings come from ``options`` (a
+    :class:`atlas.config.ReduceConfig`) with any of its fields overridden by keyword
+    (``n_neighbors=15, min_dist=0.1, metric="cosine", seed=0``, ...). Raises
+    :class:`NonFiniteError` naming the first bad row. See the module docstring."""
+    return umap_layout_info(x, options, **settings)[0]
 
 
 def umap_layout_info(
-    x,
-    *,
-    n_neighbors: int = 15,
-    min_dist: float = 0.1,
-    metric: str = "cosine",
-    seed: int = 0,
-    pca_dims: int = 32,
-    fit_size: int = 5_000,
-    n_epochs: int | None = 200,
+    x, options: ReduceConfig | None = None, **settings
 ) -> tuple[np.ndarray, LayoutInfo]:
     """:func:`umap_layout`, also returning what it did (:class:`LayoutInfo`)."""
-    if metric not in ("cosine", "euclidean"):
-        raise AtlasError(f"unknown metric {metric!r} (valid: cosine, euclidean)")
+    options = (options or ReduceConfig()).updated(**settings)
+    n_neighbors, min_dist, metric = options.n_neighbors, options.min_dist, options.metric
+    seed, pca_dims, fit_size = options.seed, options.pca_dims, options.fit_size
     normalize = metric == "cosine"
     n, dims = x.shape
     # Exact duplicates (all-zero ReLU outputs among them) are laid out once.
@@ -121,23 +98,24 @@ def umap_layout_info(
     sample = np.sort(rng.choice(m, fitted, replace=False)) if fitted < m else np.arange(m)
     base = np.ascontiguousarray(reduced[sample])
     knn_index, knn_dist = exact_knn(base, base, k + 1)
-    embedding = _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, n_epochs)
+    embedding = _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, options.n_epochs)
     layout = np.empty((m, 2), np.float32)
     layout[sample] = embedding
     if fitted < m:
         rest = np.setdiff1d(np.arange(m), sample, assume_unique=True)
-        for start in range(0, len(rest), READ_CHUNK):
-            rows = rest[start : start + READ_CHUNK]
+        for start in range(0, len(rest), CHUNK):
+            rows = rest[start : start + CHUNK]
             index, dist = exact_knn(base, np.ascontiguousarray(reduced[rows]), k)
             layout[rows] = _place(embedding, index, dist)
     return layout[inverse], info
 
 
-def normalize_layout(
-    xy: np.ndarray, *, clip: tuple[float, float] = (1, 99), margin: float = 0.05
-) -> np.ndarray:
+def normalize_layout(xy: np.ndarray, options: ReduceConfig | None = None, **settings) -> np.ndarray:
     """Map a layout into [0, 1]^2 as the Distill atlas does: clip each axis to its
-    percentiles ``clip``, then scale so the points fill [margin, 1 - margin]."""
+    percentiles ``clip``, then scale so the points fill [margin, 1 - margin] (settings as
+    for :func:`umap_layout`)."""
+    options = (options or ReduceConfig()).updated(**settings)
+    clip, margin = options.clip, options.margin
     xy = np.asarray(xy, dtype=np.float64)
     low = np.percentile(xy, clip[0], axis=0)
     high = np.percentile(xy, clip[1], axis=0)
@@ -157,9 +135,7 @@ def read_vectors(x, *, normalize: bool) -> np.ndarray:
 
 def _chunks(x, normalize: bool):
     """(start, float32 block) over the rows of ``x``, checked for NaN/inf."""
-    n = x.shape[0]
-    for start in range(0, n, READ_CHUNK):
-        block = np.asarray(x[start : min(start + READ_CHUNK, n)], dtype=np.float32)
+    for start, block in iter_rows(x):
         bad = ~np.isfinite(block).all(axis=1)
         if bad.any():
             row = start + int(np.flatnonzero(bad)[0])
@@ -249,88 +225,8 @@ def _pca(x, dims: int, *, normalize: bool) -> np.ndarray:
     return out
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; zero rows stay zero."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
-def configured_layout(x, options) -> tuple[np.ndarray, np.ndarray, LayoutInfo]:
-    """:func:`umap_layout_info` with a :class:`atlas.config.ReduceConfig`'s settings;
+def configured_layout(x, options: ReduceConfig) -> tuple[np.ndarray, np.ndarray, LayoutInfo]:
+    """:func:`umap_layout_info` then :func:`normalize_layout`, both with ``options``;
     returns the normalized layout, the raw one and what was done."""
-    raw, info = umap_layout_info(
-        x,
-        n_neighbors=options.n_neighbors,
-        min_dist=options.min_dist,
-        metric=options.metric,
-        seed=options.seed,
-        pca_dims=options.pca_dims,
-        fit_size=options.fit_size,
-        n_epochs=options.n_epochs,
-    )
-    return normalize_layout(raw, clip=tuple(options.clip), margin=options.margin), raw, info
-
-
-def reduce_store(run_url: str, layout_url: str, options) -> LayoutInfo:
-    """Lay out one layer of a run store and write the layout store (see
-    :mod:`atlas.store.maps`): ``options`` is a :class:`atlas.config.ReduceConfig`."""
-    from atlas.store import open_run
-    from atlas.store.maps import write_layout
-
-    store = open_run(run_url)
-    layer = store.layer(options.layer)
-    valid = np.flatnonzero(layer["valid"][:])
-    if len(valid) == 0:
-        raise AtlasError(f"{run_url} has no usable samples to lay out")
-    names = layer["path"]
-    vectors = _Rows(layer["acts"], valid, names)
-    xy, raw, info = configured_layout(vectors, options)
-    n = layer["acts"].shape[0]
-    full_raw = np.full((n, 2), np.nan, np.float32)
-    full_xy = np.full((n, 2), np.nan, np.float32)
-    full_raw[valid] = raw
-    full_xy[valid] = xy
-    write_layout(
-        layout_url,
-        full_xy,
-        full_raw,
-        {
-            "layer": layer.basename,
-            "run": run_url,
-            "run_identity": store.meta["identity_hash"],
-            "reducer": {
-                **info.__dict__,
-                "clip": list(options.clip),
-                "margin": options.margin,
-                "n_epochs": options.n_epochs,
-            },
-        },
-    )
-    return info
-
-
-class _Rows:
-    """The valid rows of a stored array, readable in chunks like an array (for
-    :func:`read_vectors`), with the image paths for error messages."""
-
-    def __init__(self, array, rows: np.ndarray, names) -> None:
-        self.array, self.rows, self.names = array, rows, names
-        self.shape = (len(rows), array.shape[1])
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: slice) -> np.ndarray:
-        wanted = self.rows[index]
-        if len(wanted) == 0:
-            return np.empty((0, self.shape[1]), np.float32)
-        block = self.array[wanted[0] : wanted[-1] + 1]  # one contiguous read, then pick
-        values = np.asarray(block)[wanted - wanted[0]]
-        bad = ~np.isfinite(values).all(axis=1)
-        if bad.any():
-            sample = int(wanted[np.flatnonzero(bad)[0]])
-            raise NonFiniteError(
-                f"activations of {self.names[sample]} (sample {sample}) contain NaN or infinity",
-                sample,
-            )
-        return values
+    raw, info = umap_layout_info(x, options)
+    return normalize_layout(raw, options), raw, info

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from atlas.config import TrainConfig
 from atlas.models import LoadedModel, find_head
 from atlas.progress import progress
+from atlas.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,6 @@ class LabelledImages:
 class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
     seconds: float = 0.0
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def train_classifier(

@@ -13,14 +13,12 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from torch import nn
 
 from atlas.errors import WeightsError, WeightsFileNotFoundError
-
-if TYPE_CHECKING:
-    from atlas.models import LoadedModel
 
 # Keys under which training frameworks commonly nest the state_dict, in order of preference.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "ema", "params")
@@ -64,18 +62,17 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     return state, meta
 
 
-def save_checkpoint(
-    loaded: LoadedModel, path: str | Path, *, extra: Mapping[str, Any] = ()
-) -> Path:
-    """Write weights plus the resolved spec, so ``load_model`` needs only the file.
+def save_checkpoint(module: nn.Module, meta: Mapping[str, Any], path: str | Path) -> Path:
+    """Write the module's weights plus ``meta`` (the resolved model spec: see
+    :meth:`atlas.models.LoadedModel.checkpoint_meta`), so ``load_model`` needs only the file.
 
     ``.safetensors`` keeps the spec as JSON metadata; anything else is a torch pickle of
     plain types that ``torch.load(weights_only=True)`` reads.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {**loaded.checkpoint_meta(), **dict(extra)}
-    state = {k: v.detach().cpu().contiguous() for k, v in loaded.module.state_dict().items()}
+    meta = dict(meta)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 

@@ -6,6 +6,17 @@ os.environ.setdefault("ATLAS_PROGRESS", "0")
 
 
 @pytest.fixture(scope="session")
+def cnn():
+    """The demo CNN at 32 px with random weights (seed 0)."""
+    from atlas.config import ModelSpec
+    from atlas.models import load_model
+
+    return load_model(
+        ModelSpec(arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32), seed=0
+    )
+
+
+@pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A small demo world (32 px, a few images per class) generated once per session."""
     from atlas.demo.world import make_world
@@ -51,7 +62,7 @@ def tiny_store(tiny_world, tmp_path_factory):
     """An activation store of the tiny world's training split (DemoCNN, random weights)."""
     from atlas.config import ExtractConfig, ModelSpec
     from atlas.demo.world import CLASS_NAMES
-    from atlas.extract import extract
+    from atlas.stages.extract import extract_store
 
     spec = ModelSpec(
         arch="atlas.demo.net:DemoCNN",
@@ -60,7 +71,7 @@ def tiny_store(tiny_world, tmp_path_factory):
         class_names=sorted(CLASS_NAMES),
     )
     url = str(tmp_path_factory.mktemp("store") / "acts.zarr")
-    extract(
+    extract_store(
         str(tiny_world / "train"),
         url,
         spec,
@@ -74,7 +85,6 @@ def tiny_store(tiny_world, tmp_path_factory):
 def tiny_site(tiny_store, tmp_path_factory):
     """A whole tiny pipeline after extraction, up to the viewer site: reduce, grid,
     render, class atlases, exemplar reports, model report."""
-    from atlas.class_atlases import classes_store
     from atlas.config import (
         AttributeConfig,
         ClassesConfig,
@@ -83,14 +93,15 @@ def tiny_site(tiny_store, tmp_path_factory):
         RenderConfig,
         ReportConfig,
     )
-    from atlas.grid import grid_store
-    from atlas.models import load_model
-    from atlas.reduce import reduce_store
-    from atlas.render import render_store
-    from atlas.reports.attribution_report import attribute_images, exemplar_images
-    from atlas.reports.model_report import model_report
+    from atlas.stages.attribute import attribute_store
+    from atlas.stages.classes import classes_store
+    from atlas.stages.grid import grid_store
+    from atlas.stages.reduce import reduce_store
+    from atlas.stages.render import render_store
+    from atlas.stages.report_model import report_model
+    from atlas.stages.viewer import build_viewer
     from atlas.store import open_run
-    from atlas.viewer.build import build_site
+    from atlas.store.classes import write_class_measures
 
     root = tmp_path_factory.mktemp("pipeline")
     layout, grid = str(root / "layout.zarr"), str(root / "grid.zarr")
@@ -116,20 +127,29 @@ def tiny_site(tiny_store, tmp_path_factory):
         render_options=render,
         scheduler="inline",
     )
-    from atlas.config import ModelSpec
-
-    model = load_model(ModelSpec.model_validate(open_run(tiny_store).meta["identity"]["model"]))
-    options = AttributeConfig(methods=["saliency", "gradcam"], ig_steps=2, deletion_steps=4)
-    attribute_images(model, exemplar_images(grid, 1), root / "exemplars", options)
-    model_report(
-        model, root / "model-report", ReportConfig(steps=2, icon_size=16, classes=["star"])
+    spec = open_run(tiny_store).model_spec()
+    options = AttributeConfig(
+        methods=["saliency", "gradcam"], ig_steps=2, deletion_steps=4, exemplars_per_cell=1
     )
-    build_site(
+    attribute_store(spec, [], root / "exemplars", options, exemplars=grid)
+    report_model(spec, root / "model-report", ReportConfig(steps=2, icon_size=16, classes=["star"]))
+    # Measures of the class atlases, as a stage such as the demo's shortcut writes them.
+    write_class_measures(
+        root / "measures.json",
+        {
+            "title": "Made-up measure",
+            "note": "Made-up share: a number for the test.",
+            "atlases": {"class/star": {"made-up share": 0.25}},
+            "tables": [{"title": "A measured table", "header": ["a", "b"], "rows": [["x", "y"]]}],
+        },
+    )
+    build_viewer(
         root / "site",
         run_url=tiny_store,
         grid_url=grid,
         render_dir=root / "render",
         classes_dir=root / "classes",
+        class_measures=root / "measures.json",
         exemplar_reports=root / "exemplars",
         model_report=root / "model-report",
         title="Tiny atlas",

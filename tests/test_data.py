@@ -3,7 +3,14 @@ import pytest
 import torch
 from PIL import Image
 
-from atlas.data import ImageRecord, UnusableImage, image_folder, load_images, open_rgb, read_pixels
+from atlas.data import (
+    ImageRecord,
+    UnusableImage,
+    image_folder,
+    load_images,
+    read_image,
+    read_pixels,
+)
 from atlas.errors import DataError
 from atlas.models import Preprocessing
 
@@ -15,7 +22,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = image.getexif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
     image.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
-    shown = open_rgb(tmp_path / "rotated.jpg")
+    shown = read_image(str(tmp_path / "rotated.jpg"))
     assert shown.size == (10, 20)  # portrait once oriented
     assert np.asarray(shown)[:10].mean() > 200  # the white half is on top
     pixels = read_pixels(str(tmp_path / "rotated.jpg"))
@@ -27,29 +34,29 @@ def test_transparency_is_composited_on_white(tmp_path):
     rgba[..., 0] = 255  # red, fully transparent except one pixel
     rgba[0, 0, 3] = 255
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    out = np.asarray(open_rgb(tmp_path / "a.png"))
+    out = np.asarray(read_image(str(tmp_path / "a.png")))
     assert tuple(out[0, 0]) == (255, 0, 0) and tuple(out[1, 1]) == (255, 255, 255)
 
     palette = Image.new("P", (4, 4), 0)
     palette.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
     palette.putpixel((2, 2), 1)
     palette.save(tmp_path / "p.png", transparency=0)
-    out = np.asarray(open_rgb(tmp_path / "p.png"))
+    out = np.asarray(read_image(str(tmp_path / "p.png")))
     assert tuple(out[0, 0]) == (255, 255, 255) and tuple(out[2, 2]) == (0, 255, 0)
 
 
 def test_cmyk_grayscale_and_16_bit_become_rgb(tmp_path):
     Image.new("CMYK", (3, 3), (0, 255, 255, 0)).save(tmp_path / "c.jpg")
-    assert open_rgb(tmp_path / "c.jpg").mode == "RGB"
-    assert np.asarray(open_rgb(tmp_path / "c.jpg"))[1, 1, 0] > 200  # red
+    assert read_image(str(tmp_path / "c.jpg")).mode == "RGB"
+    assert np.asarray(read_image(str(tmp_path / "c.jpg")))[1, 1, 0] > 200  # red
 
     Image.new("L", (3, 3), 128).save(tmp_path / "g.png")
-    assert tuple(np.asarray(open_rgb(tmp_path / "g.png"))[0, 0]) == (128, 128, 128)
+    assert tuple(np.asarray(read_image(str(tmp_path / "g.png")))[0, 0]) == (128, 128, 128)
 
     deep = Image.fromarray(np.full((3, 3), 65535 // 2, np.uint16))
     deep.save(tmp_path / "d.png")
     assert Image.open(tmp_path / "d.png").mode.startswith("I")
-    assert abs(int(np.asarray(open_rgb(tmp_path / "d.png"))[0, 0, 0]) - 128) <= 1
+    assert abs(int(np.asarray(read_image(str(tmp_path / "d.png")))[0, 0, 0]) - 128) <= 1
 
 
 def test_image_folder_maps_folders_to_model_classes(tiny_world):
@@ -73,7 +80,9 @@ def test_load_images_decodes_in_order_and_respects_the_memory_cap(tiny_world):
     crop = Preprocessing(16, 16, (0.5,) * 3, (0.5,) * 3).crop
     images = load_images(records[:6], crop)
     assert images.shape == (6, 3, 16, 16) and images.dtype == torch.uint8
-    expected = np.asarray(open_rgb(records[4].path).resize((16, 16), Image.Resampling.BILINEAR))
+    expected = np.asarray(
+        read_image(str(records[4].path)).resize((16, 16), Image.Resampling.BILINEAR)
+    )
     assert np.abs(images[4].permute(1, 2, 0).numpy().astype(int) - expected).mean() < 3
     with pytest.raises(DataError, match="over the limit"):
         load_images(records, crop, max_bytes=1000)

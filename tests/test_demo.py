@@ -23,7 +23,6 @@ def test_the_lookalikes_class_atlases_are_about_the_habitat(demo_run, tmp_path):
     """On the real demo model: the look-alikes' class atlases carry far more habitat than
     classes the world does not confound, and empty snow or desert scenes are read as the
     leopard that lives there."""
-    from atlas.class_atlases import classes_store
     from atlas.config import (
         ClassesConfig,
         ExtractConfig,
@@ -32,13 +31,15 @@ def test_the_lookalikes_class_atlases_are_about_the_habitat(demo_run, tmp_path):
         ReduceConfig,
         RenderConfig,
     )
-    from atlas.extract import extract
-    from atlas.grid import grid_store
-    from atlas.reduce import reduce_store
+    from atlas.demo.shortcut import shortcut_measures
+    from atlas.stages.classes import classes_store
+    from atlas.stages.extract import extract_store
+    from atlas.stages.grid import grid_store
+    from atlas.stages.reduce import reduce_store
 
     store, layout, grid = (str(tmp_path / n) for n in ("acts.zarr", "layout.zarr", "grid.zarr"))
     spec = ModelSpec(weights=str(demo_run / "model" / "model.pt"))
-    extract(
+    extract_store(
         str(demo_run / "data" / "train"),
         store,
         spec,
@@ -49,7 +50,7 @@ def test_the_lookalikes_class_atlases_are_about_the_habitat(demo_run, tmp_path):
     grid_store(store, layout, grid, GridConfig(levels=[4]))
     confounded = ["snow_leopard", "desert_leopard"]
     plain = ["checkered_box", "ring", "dotted_ball"]
-    report = classes_store(
+    classes_store(
         store,
         layout,
         grid,
@@ -57,14 +58,15 @@ def test_the_lookalikes_class_atlases_are_about_the_habitat(demo_run, tmp_path):
         ClassesConfig(classes=confounded + plain, size=4),
         reduce_options=ReduceConfig(),
         render_options=RenderConfig(icon_size=16, steps=1),
-        world=str(demo_run / "data"),
         scheduler="inline",
     )
+    measures = shortcut_measures(
+        tmp_path / "classes", demo_run / "data", tmp_path / "shortcut" / "measures.json"
+    )
     share = {
-        name: report["classes"][name]["habitat"][name]["sample_share"]
-        for name in confounded + plain
+        name: measures["atlases"][f"class/{name}"]["habitat share"] for name in confounded + plain
     }
     assert min(share[c] for c in confounded) > 0.3
     assert min(share[c] for c in confounded) > max(share[c] for c in plain) + 0.2, share
-    empty = report["empty_scenes"]["model"]
+    empty = measures["empty_scenes"]["class"]
     assert empty["snow"][0][0] == "snow_leopard" and empty["desert"][0][0] == "desert_leopard"

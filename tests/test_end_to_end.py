@@ -114,6 +114,12 @@ def test_every_stage_runs_and_its_outputs_agree(project):
     assert set(report["classes"]) == {"snow_leopard", "star"} and set(report["compare"]) == {
         "snow_leopard"
     }
+    # The demo's own shortcut stage measures the generic class atlases; the site shows it.
+    measures = json.loads((out / "shortcut" / "measures.json").read_text())
+    assert set(measures["atlases"]) >= {"class/snow_leopard", "class/star", "compare/snow_leopard"}
+    for group, values in measures["atlases"].items():
+        assert all(0 <= share <= 1 for share in values.values()), group
+    assert "habitat share" in (site / "classes.html").read_text()
     metrics = json.loads((out / "metrics" / "train.json").read_text())
     assert {"train", "test", "test-swapped"} <= set(metrics)
 

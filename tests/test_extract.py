@@ -7,9 +7,10 @@ from atlas.config import ExtractConfig, ModelSpec
 from atlas.data import list_images, open_pixels
 from atlas.demo.world import CLASS_NAMES
 from atlas.errors import AtlasError
-from atlas.extract import extract, probe_layers, sample_positions
+from atlas.extract import probe_layers, sample_positions
 from atlas.layers import capture
 from atlas.models import load_model
+from atlas.stages.extract import extract_store
 from atlas.store import StoreMismatchError, open_run
 
 SPEC = ModelSpec(
@@ -40,7 +41,7 @@ def reference(model, path, layer):
 @pytest.fixture(scope="module")
 def store(tiny_world, tmp_path_factory):
     url = str(tmp_path_factory.mktemp("run") / "acts.zarr")
-    extract(str(tiny_world / "test"), url, SPEC, options(), scheduler="inline")
+    extract_store(str(tiny_world / "test"), url, SPEC, options(), scheduler="inline")
     return open_run(url)
 
 
@@ -81,7 +82,7 @@ def test_attribution_equals_an_autograd_reference(store, model):
 
 def test_topk_attribution_covers_the_predicted_classes(tiny_world, tmp_path, model):
     url = str(tmp_path / "topk.zarr")
-    extract(
+    extract_store(
         str(tiny_world / "test"),
         url,
         SPEC,
@@ -95,7 +96,7 @@ def test_topk_attribution_covers_the_predicted_classes(tiny_world, tmp_path, mod
 
 def test_mean_sampling_uses_the_spatial_mean_and_its_gradient(tiny_world, tmp_path, model):
     url = str(tmp_path / "mean.zarr")
-    extract(
+    extract_store(
         str(tiny_world / "test"),
         url,
         SPEC,
@@ -136,7 +137,7 @@ def test_sampling_policies_and_their_determinism(model):
 
 def test_all_sampling_writes_every_position(tiny_world, tmp_path, model):
     url = str(tmp_path / "all.zarr")
-    extract(
+    extract_store(
         str(tiny_world / "test"),
         url,
         SPEC,
@@ -164,9 +165,11 @@ def test_the_store_opens_with_xarray(store):
 
 def test_a_changed_config_is_refused_unless_overwritten(store, tiny_world):
     with pytest.raises(StoreMismatchError, match=r"extract\.seed: 0 -> 1.*--overwrite"):
-        extract(str(tiny_world / "test"), store.url, SPEC, options(seed=1), scheduler="inline")
+        extract_store(
+            str(tiny_world / "test"), store.url, SPEC, options(seed=1), scheduler="inline"
+        )
     # Operational keys do not change the result: the complete store is reused as is.
-    summary = extract(
+    summary = extract_store(
         str(tiny_world / "test"), store.url, SPEC, options(batch_size=3), scheduler="inline"
     )
     assert summary.tasks_run == 0
@@ -174,8 +177,8 @@ def test_a_changed_config_is_refused_unless_overwritten(store, tiny_world):
 
 def test_overwrite_replaces_the_store(tiny_world, tmp_path):
     url = str(tmp_path / "o.zarr")
-    extract(str(tiny_world / "test"), url, SPEC, options(limit=4), scheduler="inline")
-    extract(
+    extract_store(str(tiny_world / "test"), url, SPEC, options(limit=4), scheduler="inline")
+    extract_store(
         str(tiny_world / "test"), url, SPEC, options(limit=6), scheduler="inline", overwrite=True
     )
     assert open_run(url).layout.n_images == 6
@@ -183,7 +186,9 @@ def test_overwrite_replaces_the_store(tiny_world, tmp_path):
 
 def test_unknown_layer_is_refused_before_any_work(tiny_world, tmp_path):
     with pytest.raises(AtlasError, match=r"unknown layer 'block5'.*block4"):
-        extract(str(tiny_world / "test"), str(tmp_path / "s.zarr"), SPEC, options(layer="block5"))
+        extract_store(
+            str(tiny_world / "test"), str(tmp_path / "s.zarr"), SPEC, options(layer="block5")
+        )
     assert not (tmp_path / "s.zarr").exists()
 
 

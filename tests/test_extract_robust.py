@@ -17,7 +17,7 @@ from PIL import Image
 
 from atlas.config import ExtractConfig, ModelSpec
 from atlas.demo.world import CLASS_NAMES, make_world
-from atlas.extract import extract
+from atlas.stages.extract import extract_store
 from atlas.store import open_run
 
 SPEC = ModelSpec(
@@ -83,7 +83,7 @@ def test_hostile_files_are_listed_in_skipped_csv_and_good_ones_used_once(tmp_pat
     (bad / ".hidden.png").write_bytes(b"")  # hidden files are not images of the set
 
     url = str(tmp_path / "out" / "acts.zarr")
-    summary = extract(str(root), url, SPEC, OPTIONS, scheduler="inline")
+    summary = extract_store(str(root), url, SPEC, OPTIONS, scheduler="inline")
     with open(tmp_path / "out" / "skipped.csv") as handle:
         skipped = {Path(row["path"]).name: row["reason"] for row in csv.DictReader(handle)}
     assert set(skipped) == {
@@ -118,13 +118,13 @@ def test_memory_and_file_urls(tiny_world, tmp_path):
     for path in sources:
         memory.pipe(f"/imgs/star/{path.name}", path.read_bytes())
     url = str(tmp_path / "m.zarr")
-    extract("memory://imgs", url, SPEC, OPTIONS)  # a local cluster, in-process for memory://
+    extract_store("memory://imgs", url, SPEC, OPTIONS)  # a local cluster, in-process for memory://
     group = open_run(url).layer()
     assert list(group["path"][:]) == [f"memory:///imgs/star/{p.name}" for p in sources]
     assert group["valid"][:].all() and group["label"][0] == sorted(CLASS_NAMES).index("star")
 
     file_url = f"file://{tmp_path / 'new' / 'folder' / 'f.zarr'}"  # folders made as needed
-    extract(
+    extract_store(
         f"file://{tiny_world / 'test' / 'star'}",
         file_url,
         SPEC,
@@ -136,7 +136,7 @@ def test_memory_and_file_urls(tiny_world, tmp_path):
     np.testing.assert_array_equal(from_file["acts"][:], group["acts"][:])
 
     memory_store = "memory://stores/run.zarr"
-    extract(
+    extract_store(
         str(tiny_world / "test" / "star"),
         memory_store,
         SPEC,
@@ -151,7 +151,7 @@ def test_list_file_source_with_labels(tiny_world, tmp_path):
     listing = tmp_path / "list.csv"
     listing.write_text("path,label\n" + "".join(f"{p},ring\n" for p in stars))
     url = str(tmp_path / "l.zarr")
-    extract(str(listing), url, SPEC, OPTIONS, scheduler="inline")
+    extract_store(str(listing), url, SPEC, OPTIONS, scheduler="inline")
     group = open_run(url).layer()
     assert (group["label"][:] == sorted(CLASS_NAMES).index("ring")).all()
 
@@ -160,9 +160,9 @@ def test_list_file_source_with_labels(tiny_world, tmp_path):
 def test_one_and_two_workers_give_the_same_store(tiny_world, tmp_path):
     one, two = str(tmp_path / "one.zarr"), str(tmp_path / "two.zarr")
     options = OPTIONS.model_copy(update={"layer": ["block3", "block4"], "attribution": "all"})
-    extract(str(tiny_world / "train"), one, SPEC, options.model_copy(update={"workers": 1}))
-    extract(str(tiny_world / "train"), two, SPEC, options.model_copy(update={"workers": 2}))
-    assert open_run(one).complete
+    extract_store(str(tiny_world / "train"), one, SPEC, options.model_copy(update={"workers": 1}))
+    extract_store(str(tiny_world / "train"), two, SPEC, options.model_copy(update={"workers": 2}))
+    assert not open_run(one).pending_tasks()
     assert_same_store(one, two)
 
 
@@ -238,7 +238,7 @@ def test_a_dead_worker_does_not_stop_the_run(tiny_world, tmp_path):
 
     options = OPTIONS.model_copy(update={"chunk_size": 2, "batch_size": 2})
     reference = str(tmp_path / "reference.zarr")
-    extract(str(tiny_world / "train"), reference, SPEC, options, scheduler="inline")
+    extract_store(str(tiny_world / "train"), reference, SPEC, options, scheduler="inline")
     url = str(tmp_path / "run.zarr")
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
@@ -246,7 +246,7 @@ def test_a_dead_worker_does_not_stop_the_run(tiny_world, tmp_path):
     ):
         pids = list(client.run(os.getpid).values())
         worker = threading.Thread(
-            target=extract,
+            target=extract_store,
             args=(str(tiny_world / "train"), url, SPEC, options),
             kwargs={"scheduler": cluster.scheduler_address},
         )
@@ -256,5 +256,5 @@ def test_a_dead_worker_does_not_stop_the_run(tiny_world, tmp_path):
             time.sleep(0.01)
         os.kill(pids[0], signal.SIGKILL)
         worker.join(timeout=300)
-    assert open_run(url).complete
+    assert not open_run(url).pending_tasks()
     assert_same_store(url, reference)

@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from atlas.config import ModelSpec
+from atlas.config import GridConfig, ModelSpec
 from atlas.errors import AtlasError
 from atlas.extract import receptive_field
-from atlas.grid import cell_of, check_levels, grid_levels, whitening
+from atlas.grid import cell_of, grid_levels, whitening
 from atlas.models import LoadedModel, Preprocessing
 from atlas.store import LayerGeometry
 
@@ -80,7 +80,7 @@ def test_min_count_leaves_sparse_cells_empty():
 def test_levels_nest_exactly():
     acts, xy, *_ = data(n=5000)
     xy[:50] = np.array([0.5, 0.25])  # points on cell borders
-    levels = grid_levels(acts, xy, levels=[40, 10, 20], num_classes=4, exemplars=0)
+    levels = grid_levels(acts, xy, levels=[40, 10, 20], num_classes=4, min_count=1, exemplars=0)
     for coarse, fine in ((10, 20), (20, 40), (10, 40)):
         f = fine // coarse
         children = (
@@ -92,7 +92,7 @@ def test_levels_nest_exactly():
 
 def test_exemplars_are_the_members_nearest_the_mean():
     acts, xy, *_ = data(n=4000)
-    level = grid_levels(acts, xy, levels=[6], num_classes=4, exemplars=5)[6]
+    level = grid_levels(acts, xy, levels=[6], num_classes=4, min_count=1, exemplars=5)[6]
     ids = cell_of(xy, 6, 6)
     unit = acts / np.linalg.norm(acts, axis=1, keepdims=True)
     for cell in level.occupied():
@@ -106,9 +106,9 @@ def test_exemplars_are_the_members_nearest_the_mean():
 
 
 def test_levels_must_nest():
-    assert check_levels([40, 10, 20, 20]) == [10, 20, 40]
+    assert GridConfig(levels=[40, 10, 20, 20]).levels == [10, 20, 40]
     with pytest.raises(AtlasError, match="level 15 does not divide the finest level 40"):
-        check_levels([10, 15, 40])
+        grid_levels(np.zeros((4, 2)), np.zeros((4, 2)), levels=[10, 15, 40], num_classes=1)
 
 
 def test_whitening_inverts_the_second_moment():

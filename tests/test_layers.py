@@ -1,17 +1,11 @@
 import pytest
 import torch
+from helpers import no_hooks_left
 from torch import nn
 from torchvision.models import resnet18
 
 from atlas.errors import AtlasError
 from atlas.layers import Hooks, capture, format_summary, get_layer, layer_names, summarize
-
-
-def no_hooks_left(model: nn.Module) -> bool:
-    return all(
-        not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
-        for m in model.modules()
-    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +54,7 @@ def test_hooks_are_removed_even_when_the_block_raises(resnet):
     assert no_hooks_left(resnet)
     hooks = Hooks()
     hooks.forward(resnet.fc, lambda *a: None)
-    hooks.backward(resnet.fc, lambda *a: None)
+    hooks.forward(resnet.layer1, lambda *a: None)
     assert not no_hooks_left(resnet)
     hooks.release()
     assert no_hooks_left(resnet)

@@ -8,7 +8,8 @@ import zarr
 
 from atlas.cli import main
 from atlas.store import open_run
-from atlas.store.maps import open_grid, read_layout
+from atlas.store.grid import open_grid
+from atlas.store.layout import read_layout
 
 
 def run(capsys, *argv):
@@ -23,7 +24,7 @@ def test_reduce_then_grid(capsys, tiny_store, tmp_path):
         capsys, "reduce", "-s", "reduce.fit_size=60", "--store", tiny_store, "--out", layout
     )
     assert code == 0 and "laid out 120 samples" in out and "fitted on 60" in out
-    xy, attrs = read_layout(layout)
+    xy, attrs = read_layout(layout).xy, read_layout(layout).attrs
     assert xy.shape == (120, 2) and (xy >= 0).all() and (xy <= 1).all()
     assert attrs["layer"] == "block3" and attrs["reducer"]["n_neighbors"] == 15
 

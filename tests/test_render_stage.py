@@ -8,10 +8,10 @@ import zarr
 
 from atlas.cli import main
 from atlas.config import GridConfig, ReduceConfig, RenderConfig
-from atlas.grid import grid_store
-from atlas.reduce import reduce_store
-from atlas.render import render_store
-from atlas.store.maps import open_grid
+from atlas.stages.grid import grid_store
+from atlas.stages.reduce import reduce_store
+from atlas.stages.render import render_store
+from atlas.store.grid import open_grid
 
 OPTIONS = RenderConfig(icon_size=16, steps=4, batch_size=8)
 

@@ -5,7 +5,7 @@ from safetensors.torch import save_file
 from atlas.config import ModelSpec
 from atlas.errors import WeightsError, WeightsFileNotFoundError
 from atlas.models import load_model
-from atlas.weights import read_weights_file, save_checkpoint
+from atlas.weights import read_weights_file
 
 DEMO = "atlas.demo.net:DemoCNN"
 
@@ -57,7 +57,7 @@ def test_safetensors_round_trips(tmp_path, reference, probe):
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_atlas_checkpoint_loads_without_a_spec(tmp_path, reference, probe, suffix):
-    path = save_checkpoint(reference, tmp_path / f"model{suffix}", extra={"note": "x"})
+    path = reference.save(tmp_path / f"model{suffix}", extra={"note": "x"})
     loaded = load_model(ModelSpec(weights=str(path)), seed=99)
     assert loaded.spec.arch == DEMO and loaded.preprocessing.input_size == 32
     assert loaded.class_names == reference.class_names

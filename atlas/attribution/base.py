@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import torch
 
+from atlas.config import AttributeConfig
 from atlas.errors import AtlasError, choices_hint
 from atlas.models import LoadedModel
 
@@ -31,6 +32,11 @@ class Attribution:
         if cls.name:
             METHODS[cls.name] = cls
 
+    @classmethod
+    def configured(cls, model: LoadedModel, options: AttributeConfig) -> Self:
+        """The method with the settings of the report config that concern it."""
+        return cls(model)
+
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -39,18 +45,16 @@ class Attribution:
         return self.paper
 
 
-def make_method(name: str, model: LoadedModel, **options) -> Attribution:
-    """The method called ``name`` for ``model``; options it does not take are ignored."""
+def make_method(
+    name: str, model: LoadedModel, options: AttributeConfig | None = None
+) -> Attribution:
+    """The method called ``name`` for ``model``, set up from ``options``."""
     if name not in METHODS:
         raise AtlasError(
             f"unknown attribution method {name!r} "
             + choices_hint(name, sorted(METHODS), label="methods")
         )
-    cls = METHODS[name]
-    accepted = cls.__init__.__code__.co_varnames[
-        : cls.__init__.__code__.co_argcount + cls.__init__.__code__.co_kwonlyargcount
-    ]
-    return cls(model, **{k: v for k, v in options.items() if k in accepted})
+    return METHODS[name].configured(model, options or AttributeConfig())
 
 
 def input_gradient(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from atlas.attribution.base import Attribution
+from atlas.config import AttributeConfig
 from atlas.layers import capture, get_layer, summarize
 from atlas.models import LoadedModel
 
@@ -38,6 +39,10 @@ class GradCAM(Attribution):
         self.layer = layer or last_conv_layer(model.module)
         get_layer(model.module, self.layer)  # a clear error for an unknown name
         self.resolution: tuple[int, int] | None = None
+
+    @classmethod
+    def configured(cls, model: LoadedModel, options: AttributeConfig) -> GradCAM:
+        return cls(model, options.gradcam_layer)
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad(), capture(self.model.module, [self.layer], detach=False) as acts:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from atlas.attribution.base import Attribution
+from atlas.config import AttributeConfig
 
 
 class IntegratedGradients(Attribution):
@@ -16,6 +17,10 @@ class IntegratedGradients(Attribution):
     def __init__(self, model, steps: int = 32, internal_batch_size: int = 32) -> None:
         super().__init__(model)
         self.steps, self.internal_batch_size = steps, internal_batch_size
+
+    @classmethod
+    def configured(cls, model, options: AttributeConfig) -> IntegratedGradients:
+        return cls(model, options.ig_steps, options.internal_batch_size)
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         from captum.attr import IntegratedGradients as CaptumIG

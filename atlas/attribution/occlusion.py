@@ -15,6 +15,7 @@ import math
 import torch
 
 from atlas.attribution.base import Attribution
+from atlas.config import AttributeConfig
 
 
 class Occlusion(Attribution):
@@ -35,6 +36,16 @@ class Occlusion(Attribution):
             raise ValueError(f"occlusion stride {stride} is larger than its window {window}")
         self.window, self.stride, self.baseline = window, stride, baseline
         self.per_eval = perturbations_per_eval
+
+    @classmethod
+    def configured(cls, model, options: AttributeConfig) -> Occlusion:
+        return cls(
+            model,
+            options.occlusion_window,
+            options.occlusion_stride,
+            options.occlusion_baseline,
+            options.perturbations_per_eval,
+        )
 
     def positions(self, height: int, width: int) -> list[tuple[int, int]]:
         rows = math.ceil(max(height - self.window, 0) / self.stride) + 1

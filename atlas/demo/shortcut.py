@@ -7,10 +7,15 @@ same class (activation times logit gradient, as extraction does). The part of th
 sample's attribution that survives the object's removal, clipped to [0, 1], is what its
 habitat carries. A class atlas's habitat share is the attribution-weighted mean of that
 over its samples; a cell is habitat-like when most of its attribution survives.
+
+:func:`shortcut_measures` is the demo's own stage (``atlas demo-shortcut``): it reads the
+class atlases the generic classes stage wrote and the generated world, and writes the
+measures as class measures (:mod:`atlas.store.classes`) that the site shows beside them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -18,10 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atlas.demo.world import CLASS_NAMES, SPLITS, read_manifest, render_sample
+from atlas.demo.world import CLASS_NAMES, HABITATS, SPLITS, read_manifest, render_sample
 from atlas.extract import batch_samples
+from atlas.grid import cell_of
 from atlas.models import LoadedModel
-from atlas.store import LayerGeometry
+from atlas.store import LayerGeometry, open_run
+from atlas.store.classes import KINDS, open_classes, write_class_measures
+
+NOTE = (
+    "Habitat share: the part of the class's attribution in these activations that survives "
+    "when the object is removed from the image (measured on the demo world, which can redraw "
+    "any image without its object)."
+)
 
 INDEX = re.compile(r"(\d+)\.png$")
 
@@ -64,15 +77,7 @@ def surviving_attribution(
         pixels = torch.from_numpy(np.stack(images[start : start + batch])).permute(0, 3, 1, 2)
         crops = torch.stack([model.preprocessing.crop(p) for p in pixels]).to(model.device)
         inputs = model.preprocessing.normalize(crops.float() / 255)
-        single = LayerGeometry(
-            geometry.name,
-            geometry.channels,
-            geometry.height,
-            geometry.width,
-            1,
-            geometry.input_size,
-            geometry.field,
-        )
+        single = dataclasses.replace(geometry, samples_per_image=1)
         samples, _, _ = batch_samples(
             model,
             inputs,
@@ -128,3 +133,64 @@ def empty_scene_predictions(
         order = torch.argsort(probs, descending=True)[:top]
         out[habitat] = [[model.class_names[i], round(float(probs[i]), 3)] for i in order]
     return out
+
+
+def shortcut_measures(classes_dir: str | Path, world: str | Path, out: str | Path) -> dict:
+    """The demo-shortcut stage: the habitat share of every class atlas (and of each class
+    of a pair atlas) in ``classes_dir``, and what each model reads in empty scenes, written
+    to ``out`` as class measures; returns them."""
+    store = open_classes(classes_dir)
+    runs = {
+        kind: open_run(store.run_url(kind))
+        for kind in KINDS
+        if store.names(kind) and store.run_url(kind)
+    }
+    models = {url: run.load_model() for url, run in {r.url: r for r in runs.values()}.items()}
+    atlases: dict[str, dict[str, float]] = {}
+    for kind, run in runs.items():
+        model = models[run.url]
+        layer_name = store.attrs["layer"]
+        layer, geometry = run.layer(layer_name), run.geometry(layer_name)
+        positions = layer["pos"][:]
+        for name in store.names(kind):
+            atlas = store.atlas(kind, name)
+            members, strength = atlas["member"][:], atlas["member_strength"][:]
+            size = int(atlas.attrs["size"])
+            cells = cell_of(atlas["member_xy"][:], size, size)
+            paths = layer["path"].get_orthogonal_selection(members)
+            measures = {}
+            for k, class_name in enumerate(atlas.attrs["classes"]):
+                surviving = surviving_attribution(
+                    model,
+                    geometry,
+                    paths,
+                    positions[members],
+                    strength[:, k],
+                    run.class_names.index(class_name),
+                    world,
+                )
+                shares = habitat_shares(strength[:, k], surviving, cells, size * size)
+                suffix = "" if kind != "pair" else f" of {class_name}"
+                measures[f"habitat share{suffix}"] = round(shares["sample_share"], 4)
+                measures[f"habitat cell share{suffix}"] = round(shares["cell_share"], 4)
+            atlases[f"{kind}/{name}"] = measures
+    shown = [kind for kind in ("class", "compare") if kind in runs]
+    scenes = {kind: empty_scene_predictions(models[runs[kind].url], world) for kind in shown}
+    header = ["habitat"] + [
+        {"class": "this model's top classes", "compare": "the comparison model's"}[k] for k in shown
+    ]
+    rows = [
+        [habitat] + [", ".join(f"{c} {p:.2f}" for c, p in scenes[kind][habitat]) for kind in shown]
+        for habitat in HABITATS
+    ]
+    measures = {
+        "title": "Habitat share",
+        "note": NOTE,
+        "atlases": atlases,
+        "tables": [
+            {"title": "What the model sees in an empty scene", "header": header, "rows": rows}
+        ],
+        "empty_scenes": scenes,
+    }
+    write_class_measures(out, measures)
+    return measures

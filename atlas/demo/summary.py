@@ -19,6 +19,7 @@ def summary(root: Path) -> str:
         ("extract/activations.zarr", "activations, attributions and predictions of block4"),
         ("render/tiles/", "the atlas's icons as deep-zoom pyramids, one per level"),
         ("classes/report.json", "class atlases, the look-alike pair, the checkpoint comparison"),
+        ("shortcut/measures.json", "habitat share of each class atlas; empty scenes"),
         ("attribute/index.html", "attribution reports on the swapped-habitat and test images"),
         ("model-report/model.html", "the model report"),
     ):
@@ -30,13 +31,13 @@ def summary(root: Path) -> str:
             f"{k} {v['accuracy']:.3f}" for k, v in scores.items() if isinstance(v, dict)
         )
         lines.append(f"Accuracy: {accuracy}.")
-    report = root / "classes" / "report.json"
-    if report.exists():
-        classes = json.loads(report.read_text()).get("classes", {})
+    measures = root / "shortcut" / "measures.json"
+    if measures.exists():
+        atlases = json.loads(measures.read_text())["atlases"]
         shares = {
-            name: s["habitat"][name]["sample_share"]
-            for name, s in classes.items()
-            if s.get("habitat")
+            group.split("/", 1)[1]: values["habitat share"]
+            for group, values in atlases.items()
+            if group.startswith("class/")
         }
         if shares:
             shown = ", ".join(

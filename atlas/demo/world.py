@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from atlas.config import DataConfig
 from atlas.progress import progress
 
 HABITATS = ("snow", "desert", "grass", "water", "rock")
@@ -134,16 +135,14 @@ def render_sample(
 
 def make_world(
     out_dir: str | Path,
+    options: DataConfig | None = None,
     *,
-    seed: int = 0,
-    image_size: int = 64,
-    train_per_class: int = 1000,
-    test_per_class: int = 200,
-    swapped_per_class: int = 200,
-    confounded: bool = True,
     workers: int | None = None,
+    **settings,
 ) -> list[Sample]:
-    """Write the demo data set under ``out_dir`` in ImageFolder layout.
+    """Write the demo data set under ``out_dir`` in ImageFolder layout (the make-data
+    stage), as ``options`` (a :class:`atlas.config.DataConfig`, any field overridden by
+    keyword) describes it, drawn by ``workers`` processes (default: one per core).
 
     Writes ``<split>/<class>/<index>.png`` for the splits ``train``, ``test`` and
     ``test-swapped`` (look-alikes only), plus ``manifest.csv`` (split, path, label,
@@ -151,8 +150,14 @@ def make_world(
     ``confounded=False`` draws the look-alikes on every habitat in train and test: the
     world without the shortcut (and so without anything that tells them apart).
     """
+    options = (options or DataConfig()).updated(**settings)
+    seed, image_size, confounded = options.seed, options.image_size, options.confounded
     out = Path(out_dir)
-    counts = {"train": train_per_class, "test": test_per_class, "test-swapped": swapped_per_class}
+    counts = {
+        "train": options.train_per_class,
+        "test": options.test_per_class,
+        "test-swapped": options.swapped_per_class,
+    }
     jobs = [
         (split, species.name, index)
         for split in SPLITS

@@ -1,4 +1,4 @@
-"""Per-image attribution reports: ``atlas attribute``.
+"""Per-image attribution reports (the library side of ``atlas attribute``).
 
 For each image: the model's top-5 predictions, every configured method's map (saved as
 ``<stem>.<method>.npy``, float32 at the model's input size), shown alone and over the
@@ -10,7 +10,6 @@ thumbnails, sortable by confidence and correctness.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,17 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from atlas.attribution import make_method
 from atlas.attribution.metrics import deletion_insertion, randomization_similarity
-from atlas.config import AttributeConfig, package_version
+from atlas.config import AttributeConfig
 from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
 from atlas.errors import AtlasError
 from atlas.layers import capture, get_layer
 from atlas.models import LoadedModel
 from atlas.progress import progress
 from atlas.reports.imaging import Scale, activation_grid, save_png
+from atlas.reports.pages import write_page, write_stylesheet
+from atlas.store.reports import write_report_index
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +70,6 @@ def select_images(
     return chosen
 
 
-def exemplar_images(grid_url: str, per_cell: int) -> list[ImageRecord]:
-    """The images of the first ``per_cell`` exemplars of every cell of every level of a
-    grid (each image once, in level then cell order), labelled as the run store has them."""
-    from atlas.store import open_run
-    from atlas.store.maps import open_grid
-
-    grid = open_grid(grid_url)
-    layer = open_run(grid.attrs["run"]).layer(grid.attrs["layer"])
-    paths, labels = layer["path"][:], layer["label"][:]
-    seen, records = set(), []
-    for size in grid.levels:
-        exemplars = grid.level(size)["exemplar"][:, :per_cell]
-        for sample in exemplars[exemplars >= 0]:
-            path = str(paths[sample])
-            if path not in seen:
-                seen.add(path)
-                label = int(labels[sample])
-                records.append(ImageRecord(path, label if label >= 0 else None))
-    return records
-
-
 def unique_stems(paths: Sequence[str]) -> list[str]:
     """File stems, prefixed by their folder where two images share one (demo splits have
     ``snow_leopard/000001.png`` and ``star/000001.png``), numbered if still ambiguous."""
@@ -119,9 +98,7 @@ def attribute_images(
     out.mkdir(parents=True, exist_ok=True)
     for layer in options.layers:
         get_layer(model.module, layer)
-    methods = {
-        name: make_method(name, model, **_method_options(options)) for name in options.methods
-    }
+    methods = {name: make_method(name, model, options) for name in options.methods}
     scales = {name: Scale(method.signed) for name, method in methods.items()}
     stems = unique_stems([r.path for r in records])
     reports: list[ImageReport] = []
@@ -169,7 +146,7 @@ def attribute_images(
         for name, method in methods.items():
             maps = method.attribute(inputs, target.to(model.device))
             similarity = randomization_similarity(
-                lambda m, name=name: make_method(name, m, **_method_options(options)),
+                lambda m, name=name: make_method(name, m, options),
                 model,
                 inputs,
                 target.to(model.device),
@@ -203,18 +180,6 @@ def attribute_images(
             )
     _write_pages(out, model, reports, methods, scales, skipped, options)
     return reports
-
-
-def _method_options(options: AttributeConfig) -> dict:
-    return {
-        "layer": options.gradcam_layer,
-        "window": options.occlusion_window,
-        "stride": options.occlusion_stride,
-        "baseline": options.occlusion_baseline,
-        "perturbations_per_eval": options.perturbations_per_eval,
-        "steps": options.ig_steps,
-        "internal_batch_size": options.internal_batch_size,
-    }
 
 
 def _targets(
@@ -264,34 +229,25 @@ def _layer_grids(
             )
 
 
-def _environment() -> Environment:
-    return Environment(
-        loader=PackageLoader("atlas.reports", "templates"), autoescape=select_autoescape(["html"])
-    )
-
-
 def _write_pages(out: Path, model: LoadedModel, reports, methods, scales, skipped, options) -> None:
-    env = _environment()
     descriptions = {name: method.describe() for name, method in methods.items()}
     flags = {name: options.randomization_flag for name in methods}
-    page = env.get_template("image.html")
     for i, report in enumerate(reports):
-        (out / f"{report.stem}.html").write_text(
-            page.render(
-                report=report,
-                label=model.class_names[report.label]
-                if report.label is not None and report.label >= 0
-                else None,
-                target_name=model.class_names[report.target],
-                methods=list(methods),
-                signed={n: m.signed for n, m in methods.items()},
-                descriptions=descriptions,
-                scales={n: s.describe() for n, s in scales.items()},
-                flags=flags,
-                previous=reports[i - 1].stem if i > 0 else None,
-                next=reports[i + 1].stem if i + 1 < len(reports) else None,
-                version=package_version(),
-            )
+        write_page(
+            out / f"{report.stem}.html",
+            "image.html",
+            report=report,
+            label=model.class_names[report.label]
+            if report.label is not None and report.label >= 0
+            else None,
+            target_name=model.class_names[report.target],
+            methods=list(methods),
+            signed={n: m.signed for n, m in methods.items()},
+            descriptions=descriptions,
+            scales={n: s.describe() for n, s in scales.items()},
+            flags=flags,
+            previous=reports[i - 1].stem if i > 0 else None,
+            next=reports[i + 1].stem if i + 1 < len(reports) else None,
         )
     rows = [
         {
@@ -305,22 +261,19 @@ def _write_pages(out: Path, model: LoadedModel, reports, methods, scales, skippe
         }
         for r in reports
     ]
-    (out / "index.html").write_text(
-        env.get_template("index.html").render(
-            rows=rows,
-            methods=list(methods),
-            skipped=skipped,
-            model=model.spec.arch,
-            version=package_version(),
-        )
+    write_page(
+        out / "index.html",
+        "index.html",
+        rows=rows,
+        methods=list(methods),
+        skipped=skipped,
+        model=model.spec.arch,
     )
-    (out / "style.css").write_text(env.get_template("style.css").render())
-    (out / "reports.json").write_text(
-        json.dumps(
-            [
-                {"stem": r.stem, "path": r.path, "target": r.target, "top": r.top, "trust": r.trust}
-                for r in reports
-            ],
-            indent=1,
-        )
+    write_stylesheet(out)
+    write_report_index(
+        out,
+        [
+            {"stem": r.stem, "path": r.path, "target": r.target, "top": r.top, "trust": r.trust}
+            for r in reports
+        ],
     )

@@ -10,14 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from atlas.config import ReportConfig, package_version
+from atlas.config import ReportConfig
 from atlas.errors import AtlasError, choices_hint
 from atlas.featvis import objectives
 from atlas.featvis.render import render, transforms_for
 from atlas.layers import summarize
 from atlas.models import LoadedModel
-from atlas.reports.attribution_report import _environment
 from atlas.reports.imaging import save_png, tile
+from atlas.reports.pages import write_page, write_stylesheet
 
 
 def first_filters(module: nn.Module) -> tuple[str, np.ndarray] | None:
@@ -79,18 +79,15 @@ def model_report(model: LoadedModel, out_dir: str | Path, options: ReportConfig)
         classes.append(
             {"name": name, "file": file, "logit": float(value), "probability": probability}
         )
-    env = _environment()
-    page = out / "model.html"
-    page.write_text(
-        env.get_template("model.html").render(
-            spec=model.spec,
-            summary=summary,
-            filters=filter_file,
-            filter_layer=filters[0] if filters else None,
-            classes=classes,
-            options=options,
-            version=package_version(),
-        )
+    page = write_page(
+        out / "model.html",
+        "model.html",
+        spec=model.spec,
+        summary=summary,
+        filters=filter_file,
+        filter_layer=filters[0] if filters else None,
+        classes=classes,
+        options=options,
     )
-    (out / "style.css").write_text(env.get_template("style.css").render())
+    write_stylesheet(out)
     return page

@@ -1,9 +1,15 @@
-"""The Zarr stores of a run: the one package that knows array names and layouts.
+"""Every on-disk format of a run, one module a kind, each the only reader and writer of it.
 
-:mod:`atlas.store.run` holds what extraction writes (activations, attributions, the
-image index); :mod:`atlas.store.maps` what the layout and grid stages derive from it.
+- :mod:`atlas.store.base`: opening any store URL, arrays with named dimensions, config
+  records;
+- :mod:`atlas.store.run`: what extraction writes (activations, attributions, image index);
+- :mod:`atlas.store.layout`, :mod:`atlas.store.grid`: what reduce and grid derive;
+- :mod:`atlas.store.render`: the icon cache and ``render.zarr``;
+- :mod:`atlas.store.classes`: class atlases, their report, and measures of them;
+- :mod:`atlas.store.reports`: the index of an attribution-report folder.
 """
 
+from atlas.store.base import CONFIG_RECORD, open_group, record_config
 from atlas.store.run import (
     LayerGeometry,
     RunLayout,
@@ -17,13 +23,16 @@ from atlas.store.run import (
 )
 
 __all__ = [
+    "CONFIG_RECORD",
     "LayerGeometry",
     "RunLayout",
     "RunStore",
     "StoreLayerError",
     "StoreMismatchError",
     "create_run",
+    "open_group",
     "open_run",
+    "record_config",
     "sibling",
     "write_skipped_csv",
 ]

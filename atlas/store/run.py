@@ -30,14 +30,21 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
 import zarr
 
-from atlas.config import package_version
+from atlas.config import ExtractConfig, ModelSpec
 from atlas.errors import AtlasError, DataError, choices_hint
+from atlas.store.base import create_array, group_exists, open_group
+from atlas.version import package_version
+
+if TYPE_CHECKING:
+    import torch
+
+    from atlas.models import LoadedModel
 
 
 class StoreMismatchError(AtlasError, ValueError):
@@ -72,6 +79,16 @@ class LayerGeometry:
         dy = round((y - self.height // 2) * size / self.height)
         dx = round((x - self.width // 2) * size / self.width)
         return (max(0, x0 + dx), max(0, y0 + dy), min(size, x1 + dx), min(size, y1 + dy))
+
+    def crop_boxes(self, samples: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """:meth:`crop_box` of every sample index in ``samples`` (any shape; -1 pads, whose
+        box is zeros), given every sample's position ``positions`` (N, 2): shape
+        ``(*samples.shape, 4)`` int32."""
+        boxes = np.zeros((*samples.shape, 4), np.int32)
+        for index, sample in np.ndenumerate(samples):
+            if sample >= 0:
+                boxes[index] = self.crop_box(*positions[sample])
+        return boxes
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,36 @@ class RunStore:
     # Reading -----------------------------------------------------------------------------
 
     @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["class_names"])
+
+    @property
+    def identity_hash(self) -> str:
+        return self.meta["identity_hash"]
+
+    def model_spec(self) -> ModelSpec:
+        """The fully resolved model spec the run was extracted with."""
+        return ModelSpec.model_validate(self.meta["identity"]["model"])
+
+    def extract_options(self) -> ExtractConfig:
+        """The extraction options the run was made with (operational keys at defaults)."""
+        return ExtractConfig.model_validate(self.meta["identity"]["extract"])
+
+    def load_model(
+        self, *, device: str | torch.device = "cpu", cached: bool = False
+    ) -> LoadedModel:
+        """The run's model, initialized with the run's seed. ``cached``: once per worker
+        process and thread (see :func:`atlas.runtime.cached_model`)."""
+        # Imported here: reading a store should not cost importing torch and torchvision.
+        from atlas.models import load_model
+        from atlas.runtime import cached_model
+
+        seed = self.extract_options().seed
+        if cached:
+            return cached_model(self.model_spec(), device=device, seed=seed)
+        return load_model(self.model_spec(), device=device, seed=seed)
+
+    @property
     def layer_names(self) -> list[str]:
         return [g.name for g in self.layout.layers]
 
@@ -136,10 +183,6 @@ class RunStore:
     def pending_tasks(self) -> list[int]:
         done = self.group["done"][:]
         return [int(t) for t in np.flatnonzero(done == 0)]
-
-    @property
-    def complete(self) -> bool:
-        return not self.pending_tasks()
 
     def skipped(self) -> list[tuple[str, str]]:
         """(path, reason) of every image that could not be used, in image order."""
@@ -203,7 +246,7 @@ def create_run(
     """
     identity = json.loads(json.dumps(identity, default=str))  # tuples and lists compare alike
     identity_hash = _hash(identity)
-    if _exists(url):
+    if group_exists(url):
         existing = open_group(url, mode="r+")
         meta = dict(existing.attrs.get("atlas", {}))
         if meta.get("identity_hash") == identity_hash:
@@ -229,10 +272,10 @@ def create_run(
     }
     image = ("image",)
     chunk = layout.chunk_size
-    _array(group, "image_path", (layout.n_images,), (chunk,), str, image, "")
-    _array(group, "image_label", (layout.n_images,), (chunk,), "int32", image, -1)
-    _array(group, "skip_reason", (layout.n_images,), (chunk,), str, image, "")
-    _array(group, "done", (layout.n_tasks,), (1,), "uint8", ("task",), 0)
+    create_array(group, "image_path", (layout.n_images,), (chunk,), str, image, "")
+    create_array(group, "image_label", (layout.n_images,), (chunk,), "int32", image, -1)
+    create_array(group, "skip_reason", (layout.n_images,), (chunk,), str, image, "")
+    create_array(group, "done", (layout.n_tasks,), (1,), "uint8", ("task",), 0)
     group["image_path"][:] = np.asarray(records_path, dtype=str)
     group["image_label"][:] = np.asarray(
         [-1 if v is None else v for v in records_label], dtype="int32"
@@ -250,18 +293,26 @@ def create_run(
         )
         n, c = layout.n_images * g.samples_per_image, chunk * g.samples_per_image
         sample = ("sample",)
-        _array(sub, "acts", (n, g.channels), (c, g.channels), "float32", ("sample", "channel"), 0.0)
+        create_array(
+            sub, "acts", (n, g.channels), (c, g.channels), "float32", ("sample", "channel"), 0.0
+        )
         if layout.attribution_slots:
             slots = (n, layout.attribution_slots)
-            _array(sub, "attribution", slots, (c, slots[1]), "float32", ("sample", "slot"), 0.0)
-            _array(sub, "attribution_class", slots, (c, slots[1]), "int32", ("sample", "slot"), -1)
-        _array(sub, "path", (n,), (c,), str, sample, "")
-        _array(sub, "label", (n,), (c,), "int32", sample, -1)
-        _array(sub, "image", (n,), (c,), "int64", sample, -1)
-        _array(sub, "pos", (n, 2), (c, 2), "int32", ("sample", "yx"), -1)
-        _array(sub, "valid", (n,), (c,), "bool", sample, False)
-        _array(sub, "topk_class", (n, layout.topk), (c, layout.topk), "int32", ("sample", "k"), -1)
-        _array(
+            create_array(
+                sub, "attribution", slots, (c, slots[1]), "float32", ("sample", "slot"), 0.0
+            )
+            create_array(
+                sub, "attribution_class", slots, (c, slots[1]), "int32", ("sample", "slot"), -1
+            )
+        create_array(sub, "path", (n,), (c,), str, sample, "")
+        create_array(sub, "label", (n,), (c,), "int32", sample, -1)
+        create_array(sub, "image", (n,), (c,), "int64", sample, -1)
+        create_array(sub, "pos", (n, 2), (c, 2), "int32", ("sample", "yx"), -1)
+        create_array(sub, "valid", (n,), (c,), "bool", sample, False)
+        create_array(
+            sub, "topk_class", (n, layout.topk), (c, layout.topk), "int32", ("sample", "k"), -1
+        )
+        create_array(
             sub, "topk_prob", (n, layout.topk), (c, layout.topk), "float32", ("sample", "k"), 0.0
         )
     group.attrs["atlas"] = meta  # last: a store without it is an unfinished creation
@@ -289,28 +340,6 @@ def sibling(url: str, name: str) -> str:
 def _geometry(fields: Mapping[str, Any]) -> LayerGeometry:
     field = fields.get("field")
     return LayerGeometry(**{**fields, "field": tuple(field) if field else None})
-
-
-def _array(group, name, shape, chunks, dtype, dims, fill) -> zarr.Array:
-    return group.create_array(
-        name, shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims, fill_value=fill
-    )
-
-
-def open_group(url: str, **kwargs) -> zarr.Group:
-    """``zarr.open_group`` for every store of a run. A ``file://`` URL goes in as the local
-    path it names: Zarr writes local paths directly, creating folders, which its fsspec
-    route for ``file://`` does not."""
-    local = url[len("file://") :] if url.startswith("file://") else url
-    return zarr.open_group(local, **kwargs)
-
-
-def _exists(url: str) -> bool:
-    try:
-        open_group(url, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        return False
-    return True
 
 
 def _hash(identity: Mapping[str, Any]) -> str:

@@ -22,19 +22,22 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import zarr
-from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
-from atlas.config import ModelSpec, package_version
 from atlas.data import UnusableImage, read_pixels
 from atlas.errors import AtlasError
 from atlas.models import Preprocessing
 from atlas.reports.imaging import tile
-from atlas.store import open_run
-from atlas.store.maps import open_grid
+from atlas.reports.pages import write_page
+from atlas.store import RunStore
+from atlas.store.classes import ClassesStore
+from atlas.store.grid import GridStore
+from atlas.store.render import IconCache, RenderStore
+from atlas.store.reports import report_pages
+from atlas.version import package_version
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +61,20 @@ def node_modules() -> Path:
 def build_site(
     out_dir: str | Path,
     *,
-    run_url: str,
-    grid_url: str,
-    render_dir: str | Path,
-    classes_dir: str | Path | None = None,
+    run: RunStore,
+    grid: GridStore,
+    renders: RenderStore,
+    classes: ClassesStore | None = None,
+    class_measures: dict[str, Any] | None = None,
     exemplar_reports: str | Path | None = None,
     reports: str | Path | None = None,
     model_report: str | Path | None = None,
     title: str = "Activation atlas",
 ) -> Path:
-    """Write the site into ``out_dir`` (replacing it); returns the index page's path."""
+    """Write the site into ``out_dir`` (replacing it); returns the index page's path.
+
+    ``class_measures`` (:func:`atlas.store.classes.read_class_measures`) are shown beside
+    the class atlases; the report folders are copied in and linked."""
     out = Path(out_dir)
     vendor = node_modules()
     if out.exists():
@@ -78,26 +85,25 @@ def build_site(
         out / "vendor" / "openseadragon",
         ignore=shutil.ignore_patterns("*.map", "openseadragon.js"),
     )
-    render_dir = Path(render_dir)
     shutil.copytree(
-        render_dir / "tiles", out / "tiles", ignore=shutil.ignore_patterns("vips-properties.xml")
+        renders.folder / "tiles",
+        out / "tiles",
+        ignore=shutil.ignore_patterns("vips-properties.xml"),
     )
     for name in ("index.html", "viewer.js", "style.css"):
         shutil.copy(STATIC / name, out / name)
 
-    run, grid = open_run(run_url), open_grid(grid_url)
-    layer = run.layer(grid.attrs["layer"])
-    spec = ModelSpec.model_validate(run.meta["identity"]["model"])
+    layer = run.layer(grid.layer)
+    spec = run.model_spec()
     crops = _Crops(
         out, Preprocessing(spec.input_size, spec.resize_size, spec.mean, spec.std), layer["path"]
     )
     links = _report_links(exemplar_reports, out, "reports")
-    renders = zarr.open_group(str(render_dir / "render.zarr"), mode="r")
-    class_names = run.meta["class_names"]
+    class_names = run.class_names
     levels = []
-    for size in sorted(int(s) for s in renders.attrs["atlas"]["levels"]):
-        level, icons = grid.level(size), renders[str(size)]
-        _write_level(out, size, level, icons, render_dir / "icons", crops, links, class_names)
+    for size in renders.levels:
+        level, icons = grid.level(size), renders.level(size)
+        _write_level(out, size, level, icons, renders.icons, crops, links, class_names)
         levels.append(
             {
                 "size": size,
@@ -107,8 +113,8 @@ def build_site(
         )
 
     pages = {}
-    if classes_dir:
-        pages["classes"] = _write_classes_page(out, Path(classes_dir), run, crops, links)
+    if classes is not None:
+        pages["classes"] = _write_classes_page(out, classes, class_measures, crops, links)
     if reports:
         shutil.copytree(reports, out / "attribute")
         pages["reports"] = "attribute/index.html"
@@ -119,10 +125,10 @@ def build_site(
         "title": title,
         "version": package_version(),
         "model": spec.arch,
-        "layer": grid.attrs["layer"],
+        "layer": grid.layer,
         "samples": int(layer["valid"][:].sum()),
         "classes": class_names,
-        "icon_size": renders.attrs["atlas"]["icon_size"],
+        "icon_size": renders.icon_size,
         "block": BLOCK,
         "levels": levels,
         "pages": pages,
@@ -166,13 +172,10 @@ def _report_links(reports_dir, out: Path, target: str) -> dict[str, str]:
     if not reports_dir:
         return {}
     shutil.copytree(reports_dir, out / target)
-    listing = json.loads((Path(reports_dir) / "reports.json").read_text())
-    return {
-        str(Path(entry["path"]).resolve()): f"{target}/{entry['stem']}.html" for entry in listing
-    }
+    return {path: f"{target}/{page}" for path, page in report_pages(reports_dir).items()}
 
 
-def _write_level(out, size, level, icons, icon_dir, crops, links, class_names) -> None:
+def _write_level(out, size, level, icons, cache: IconCache, crops, links, class_names) -> None:
     count = level["count"][:]
     top_class, share = level["top_class"][:], level["top_class_share"][:]
     top_label, label_count = level["top_label"][:], level["top_label_count"][:]
@@ -186,7 +189,7 @@ def _write_level(out, size, level, icons, icon_dir, crops, links, class_names) -
         row, col = divmod(int(cell), size)
         key = str(keys[cell])
         if key and not (out / "icons" / f"{key}.png").exists():
-            shutil.copy(icon_dir / f"{key}.png", out / "icons" / f"{key}.png")
+            shutil.copy(cache.path(key), out / "icons" / f"{key}.png")
         examples = []
         for sample, box in zip(exemplar[cell], boxes[cell], strict=True):
             if sample < 0:
@@ -230,19 +233,16 @@ def _write_level(out, size, level, icons, icon_dir, crops, links, class_names) -
         )
 
 
-def _write_classes_page(out: Path, classes_dir: Path, run, crops, links) -> str:
+def _write_classes_page(out: Path, store: ClassesStore, measures, crops, links) -> str:
     """classes.html: every class atlas as an icon mosaic, pairs with their separating
-    cells, checkpoint comparisons side by side, and the demo's habitat measures."""
-    store = zarr.open_group(str(classes_dir / "classes.zarr"), mode="r")
-    report = json.loads((classes_dir / "report.json").read_text())
+    cells, checkpoint comparisons side by side, and any measures of them."""
+    report = store.report
     folder = out / "class-atlases"
     folder.mkdir()
     mosaics = {}
     for kind in ("class", "pair", "compare"):
-        if kind not in store:
-            continue
-        for name in store[kind].group_keys():
-            group = store[kind][name]
+        for name in store.names(kind):
+            group = store.atlas(kind, name)
             icons, count = group["icon"][:], group["count"][:]
             size = round(len(count) ** 0.5)
             icons = np.where((count > 0)[:, None, None, None], icons, 255)
@@ -255,7 +255,7 @@ def _write_classes_page(out: Path, classes_dir: Path, run, crops, links) -> str:
             mosaics[f"{kind}/{name}"] = {"file": file, "size": size}
     pairs = []
     for name, summary in report.get("pairs", {}).items():
-        group = store["pair"][name]
+        group = store.atlas("pair", name)
         exemplar, box = group["exemplar"][:], group["exemplar_box"][:]
         strength = group["strength"][:]
         ranked = summary["ranking"]["cells"]
@@ -286,12 +286,12 @@ def _write_classes_page(out: Path, classes_dir: Path, run, crops, links) -> str:
                 "last": ends[3:][::-1],
             }
         )
-    env = Environment(
-        loader=PackageLoader("atlas.viewer", "static"), autoescape=select_autoescape(["html"])
-    )
-    (out / "classes.html").write_text(
-        env.get_template("classes.html").render(
-            report=report, mosaics=mosaics, pairs=pairs, version=package_version()
-        )
+    write_page(
+        out / "classes.html",
+        "classes.html",
+        report=report,
+        mosaics=mosaics,
+        pairs=pairs,
+        measures=measures,
     )
     return "classes.html"

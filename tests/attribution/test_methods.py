@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 import torch
+from helpers import no_hooks_left
 from torch import nn
 
 from atlas.attribution import METHODS, make_method
 from atlas.attribution.gradcam import GradCAM, last_conv_layer
 from atlas.attribution.metrics import deletion_insertion, randomization_similarity
 from atlas.attribution.occlusion import Occlusion
-from atlas.config import ModelSpec
+from atlas.config import AttributeConfig, ModelSpec
 from atlas.models import LoadedModel, Preprocessing, load_model
 
 PLAIN = Preprocessing(16, 16, (0.0,) * 3, (1.0,) * 3)
@@ -23,23 +24,9 @@ def wrap(module: nn.Module, size: int = 16, classes: int = 3) -> LoadedModel:
 
 
 @pytest.fixture(scope="module")
-def cnn():
-    return load_model(
-        ModelSpec(arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32), seed=0
-    )
-
-
-@pytest.fixture(scope="module")
 def batch():
     generator = torch.Generator().manual_seed(0)
     return torch.randn(2, 3, 32, 32, generator=generator), torch.tensor([1, 7])
-
-
-def no_hooks_left(module):
-    return all(
-        not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
-        for m in module.modules()
-    )
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -47,7 +34,8 @@ def test_every_method_keeps_the_contract(cnn, batch, name):
     """Shape (B, H, W), finite, the same twice, nothing left hooked, model untouched."""
     inputs, target = batch
     flags = [p.requires_grad for p in cnn.module.parameters()]
-    method = make_method(name, cnn, window=8, stride=4, steps=8)
+    options = AttributeConfig(occlusion_window=8, occlusion_stride=4, ig_steps=8)
+    method = make_method(name, cnn, options)
     first = method.attribute(inputs, target)
     second = method.attribute(inputs, target)
     assert first.shape == (2, 32, 32) and torch.isfinite(first).all()

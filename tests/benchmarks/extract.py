@@ -32,8 +32,8 @@ from PIL import Image
 from atlas.config import ExtractConfig, ModelSpec
 from atlas.data import list_images, read_pixels
 from atlas.demo.world import CLASS_NAMES, make_world
-from atlas.extract import extract
 from atlas.models import load_model
+from atlas.stages.extract import extract_store
 from atlas.store import open_run
 
 BATCH = 128
@@ -92,7 +92,7 @@ def atlas_extract(
 ) -> tuple[float, float]:
     """Images per second of ``atlas extract``: end to end, and over its task time."""
     options = ExtractConfig(layer=layer, attribution="off", batch_size=BATCH, limit=n)
-    summary = extract(str(source), str(store), spec, options)
+    summary = extract_store(str(source), str(store), spec, options)
     assert open_run(str(store)).layer()["valid"][:].sum() == n
     workers = os.cpu_count() or 1
     return n / summary.seconds, n / (summary.task_seconds / workers)
@@ -144,7 +144,7 @@ def peak_rss(image: Path, n: int, root: Path) -> float:
 
 
 def rss_child(source: str, store: str) -> None:
-    extract(source, store, DEMO, ExtractConfig(layer="block3", attribution="off"))
+    extract_store(source, store, DEMO, ExtractConfig(layer="block3", attribution="off"))
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 

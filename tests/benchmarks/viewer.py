@@ -23,6 +23,7 @@ import numpy as np
 import pyvips
 import zarr
 
+from atlas.store.render import IconCache
 from atlas.viewer.browser import launch
 from atlas.viewer.build import STATIC, _write_level, node_modules
 from atlas.viewer.server import serve_in_background
@@ -63,7 +64,14 @@ def synthetic_site(root: Path, size: int, icon: int, classes: int = 1000) -> Pat
         paths = ()
 
     _write_level(
-        site, size, level, icons, root, NoCrops(), {}, [f"class {i}" for i in range(classes)]
+        site,
+        size,
+        level,
+        icons,
+        IconCache(root),
+        NoCrops(),
+        {},
+        [f"class {i}" for i in range(classes)],
     )
     atlas = {
         "title": "160 x 160",

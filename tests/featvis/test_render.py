@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import no_hooks_left
 from torch import nn
 
 from atlas.config import ModelSpec
@@ -13,21 +14,10 @@ PLAIN = Preprocessing(32, 32, (0.5,) * 3, (0.5,) * 3)
 
 
 @pytest.fixture(scope="module")
-def cnn():
-    return load_model(
-        ModelSpec(arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32), seed=0
-    )
-
-
-@pytest.fixture(scope="module")
 def cnn64():
     return load_model(
         ModelSpec(arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=64), seed=0
     )
-
-
-def no_hooks_left(module):
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in module.modules())
 
 
 def test_objective_rises_and_beats_noise(cnn):

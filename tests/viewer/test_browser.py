@@ -145,6 +145,12 @@ def test_class_atlas_and_model_pages(browser_page):
     page, problems, url = browser_page
     page.goto(url + "classes.html")
     assert page.locator(".atlas").count() == 2 and "star or ring?" in page.content()
+    # Measures another stage wrote about the atlases are shown beside them, as text.
+    star = page.locator('.atlas[data-class="star"]')
+    assert "made-up share 0.25" in star.inner_text()
+    assert "made-up share" not in page.locator('.atlas[data-class="ring"]').inner_text()
+    assert page.locator("table.measures td").all_inner_texts() == ["x", "y"]
+    assert "Made-up share: a number for the test." in page.content()
     for image in page.locator("img").all():
         assert page.evaluate(
             "(img) => img.complete && img.naturalWidth > 0", image.element_handle()

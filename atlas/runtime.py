@@ -1,0 +1,41 @@
+"""Where work runs: the device a config asks for, and the model each worker loads once.
+
+Shared by every stage that computes with the model (training, extraction, rendering);
+nothing here knows a stage.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from atlas.config import ModelSpec
+from atlas.models import LoadedModel, load_model
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+_MODELS: dict[tuple, LoadedModel] = {}
+_LOCK = threading.Lock()
+
+
+def cached_model(spec: ModelSpec, *, device: str | torch.device, seed: int) -> LoadedModel:
+    """The model of ``spec``, loaded once per worker process and thread (hooks are per
+    model, so threads do not share one) and kept for the worker's later tasks.
+
+    Kept in channels-last memory format, which makes convolutions markedly faster on the
+    CPU (and with cuDNN) without changing their results beyond rounding.
+    """
+    key = (spec.model_dump_json(), str(device), seed, threading.get_ident())
+    with _LOCK:
+        if key not in _MODELS:
+            loaded = load_model(spec, device=device, seed=seed)
+            loaded.module.to(memory_format=torch.channels_last)
+            _MODELS[key] = loaded
+        return _MODELS[key]

@@ -1,0 +1,52 @@
+"""The attribute stage: attribution reports (:mod:`atlas.reports.attribution_report`) for
+the images of some sources and, optionally, for the exemplars of an atlas's grid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from atlas.config import AttributeConfig, ModelSpec
+from atlas.data import ImageRecord
+from atlas.errors import ConfigError
+from atlas.models import load_model
+from atlas.reports.attribution_report import ImageReport, attribute_images, select_images
+from atlas.store import open_run
+from atlas.store.grid import open_grid
+
+
+def attribute_store(
+    spec: ModelSpec,
+    sources: Sequence[str],
+    out_dir: str | Path,
+    options: AttributeConfig,
+    *,
+    exemplars: str | None = None,
+) -> list[ImageReport]:
+    """Reports on the images of ``sources`` (folders, lists or URLs; ``options.limit`` and
+    ``options.per_class`` choose among them) and on the first
+    ``options.exemplars_per_cell`` exemplars of every cell of the grid store
+    ``exemplars``, each image once; maps, pictures and pages under ``out_dir``."""
+    if not sources and not exemplars:
+        raise ConfigError("give images to report on: --images SOURCE and/or --exemplars GRID")
+    model = load_model(spec)
+    records = select_images(sources, model.class_names, options)
+    if exemplars:
+        known = {r.path for r in records}
+        records += [
+            r for r in exemplar_images(exemplars, options.exemplars_per_cell) if r.path not in known
+        ]
+    return attribute_images(model, records, out_dir, options)
+
+
+def exemplar_images(grid_url: str, per_cell: int) -> list[ImageRecord]:
+    """The images of the first ``per_cell`` exemplars of every cell of every level of a
+    grid (each image once, in level then cell order), labelled as the run store has them."""
+    grid = open_grid(grid_url)
+    layer = open_run(grid.attrs["run"]).layer(grid.layer)
+    paths, labels = layer["path"][:], layer["label"][:]
+    records: dict[str, ImageRecord] = {}
+    for sample in grid.exemplar_samples(per_cell):
+        path, label = str(paths[sample]), int(labels[sample])
+        records.setdefault(path, ImageRecord(path, label if label >= 0 else None))
+    return list(records.values())

@@ -1,0 +1,92 @@
+"""The render stage: an icon for every occupied cell of a grid (:mod:`atlas.icons`), the
+render store and the deep-zoom tiles (:mod:`atlas.store.render`, :mod:`atlas.tiles`).
+
+Outputs, under the output folder: ``icons/`` (the icon cache), ``render.zarr`` (per level
+the icons, their keys, objectives and quality: the icon's objective over the best
+exemplar's, i.e. how much more or less the icon drives its direction than the data does)
+and ``tiles/<level>.dzi`` pyramids.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from atlas.config import RenderConfig
+from atlas.icons import exemplar_objective, render_icons
+from atlas.store import open_run
+from atlas.store.grid import open_grid
+from atlas.store.render import IconCache, create_render
+from atlas.tiles import write_pyramid
+
+
+@dataclass(frozen=True)
+class RenderSummary:
+    icons: int  # cells with an icon, over all levels
+    rendered: int  # icons rendered in this run (the rest came from the cache)
+    seconds: float
+
+
+def render_store(
+    run_url: str,
+    grid_url: str,
+    out_dir: str,
+    options: RenderConfig,
+    *,
+    scheduler: str | None = None,
+) -> RenderSummary:
+    """Render every occupied cell of the grid's levels (``options.levels``, default all)
+    with the run's model, and write the render store and tiles under ``out_dir``."""
+    start = time.perf_counter()
+    out = Path(out_dir)
+    run, grid = open_run(run_url), open_grid(grid_url)
+    layer = grid.layer
+    whitening = grid.whitening() if options.whiten else None
+    levels = options.levels or grid.levels
+    cells = {size: np.flatnonzero(grid.level(size)["count"][:] > 0) for size in levels}
+    targets = np.concatenate([grid.level(size)["mean"][:][cells[size]] for size in levels])
+    cache = IconCache(out / "icons")
+    all_keys, rendered = render_icons(
+        run, layer, targets, cache, options, whitening=whitening, scheduler=scheduler
+    )
+    store = create_render(out)
+    tiles = out / "tiles"
+    tiles.mkdir(exist_ok=True)
+    acts = run.layer(layer)["acts"]
+    offset = 0
+    for size in levels:
+        keys = all_keys[offset : offset + len(cells[size])]
+        offset += len(cells[size])
+        level = grid.level(size)
+        n_cells = size * size
+        icons, value = cache.gather(keys, cells[size], n_cells, options.icon_size)
+        exemplar_value = exemplar_objective(
+            acts, level["exemplar"][:], level["mean"][:], cells[size], layer, whitening, options
+        )
+        icon_keys = np.full(n_cells, "", dtype=object)
+        icon_keys[cells[size]] = keys
+        quality = value / np.where(exemplar_value > 0, exemplar_value, np.nan)
+        store.write_level(
+            size,
+            {
+                "icon": (icons, ("cell", "y", "x", "rgb")),
+                "icon_key": (icon_keys.astype(str), ("cell",)),
+                "objective": (value, ("cell",)),
+                "exemplar_objective": (exemplar_value, ("cell",)),
+                "quality": (quality, ("cell",)),
+            },
+        )
+        write_pyramid(icons, cells[size], size, tiles / str(size), tile_size=options.tile_size)
+    store.finish(
+        {
+            "levels": list(levels),
+            "layer": layer,
+            "grid": grid.url,
+            "icon_size": options.icon_size,
+            "settings": options.model_dump(mode="json", exclude=set(RenderConfig.OPERATIONAL)),
+        }
+    )
+    return RenderSummary(len(all_keys), rendered, time.perf_counter() - start)

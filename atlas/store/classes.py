@@ -1,0 +1,85 @@
+"""What the class-atlas stage writes, and the measures other stages add to it.
+
+Under the stage's output folder:
+
+- ``classes.zarr``: one group per atlas, ``class/<name>``, ``pair/<a>__<b>`` and
+  ``compare/<name>`` (the class under the comparison checkpoint), each holding
+  ``count[cell]``, ``strength[cell, class]``, ``exemplar[cell, e]``,
+  ``exemplar_box[cell, e, box]``, ``icon[cell, y, x, rgb]``, ``icon_key[cell]``,
+  ``objective[cell]``, ``member[member]`` (sample indices into the run store),
+  ``member_xy[member, axis]`` and ``member_strength[member, class]``, with the atlas's
+  summary as attributes; the root's attributes name the run stores and settings;
+- ``report.json``: the summaries of every atlas, the pair rankings, the comparisons.
+
+Class measures (``measures.json``, written by any stage that measures class atlases, such
+as the demo's shortcut stage) are numbers per atlas with a title and a note, plus tables,
+for the site to show beside the atlases: ``{"title", "note", "atlases": {group: {measure:
+value}}, "tables": [{"title", "header": [...], "rows": [[...]]}]}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import zarr
+
+from atlas.store.base import ArraySpec, AtlasGroup, open_existing, open_group, write_arrays
+
+KINDS = ("class", "pair", "compare")
+
+
+class ClassesStore(AtlasGroup):
+    """``classes.zarr`` and ``report.json`` of a class-atlas output folder."""
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads((self.folder / "report.json").read_text())
+
+    def names(self, kind: str) -> list[str]:
+        """The atlases of one kind (``class``, ``pair`` or ``compare``)."""
+        return sorted(self.group[kind].group_keys()) if kind in self.group else []
+
+    def atlas(self, kind: str, name: str) -> zarr.Group:
+        return self.group[f"{kind}/{name}"]
+
+    def run_url(self, kind: str) -> str:
+        """The run store an atlas of ``kind`` was made from."""
+        return self.attrs["compare_run" if kind == "compare" else "run"]
+
+    # Writing -----------------------------------------------------------------------------
+
+    def write_atlas(
+        self, kind: str, name: str, arrays: Mapping[str, ArraySpec], summary: Mapping[str, Any]
+    ) -> None:
+        group = self.group.create_group(f"{kind}/{name}")
+        write_arrays(group, arrays)
+        group.attrs.update(dict(summary))
+
+    def finish_with_report(self, attrs: Mapping[str, Any], report: Mapping[str, Any]) -> None:
+        self.finish(attrs)
+        (self.folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def create_classes(out_dir: str | Path) -> ClassesStore:
+    url = str(Path(out_dir) / "classes.zarr")
+    return ClassesStore(open_group(url, mode="w", zarr_format=3), url)
+
+
+def open_classes(out_dir: str | Path) -> ClassesStore:
+    url = str(Path(out_dir) / "classes.zarr")
+    return ClassesStore(open_existing(url, "classes", "atlas classes"), url)
+
+
+def write_class_measures(path: str | Path, measures: Mapping[str, Any]) -> None:
+    """Write class measures (see the module docstring for the format)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(measures), indent=2) + "\n")
+
+
+def read_class_measures(path: str | Path) -> dict[str, Any]:
+    measures = json.loads(Path(path).read_text())
+    return {"title": "", "note": "", "atlases": {}, "tables": [], **measures}

@@ -1,0 +1,99 @@
+"""What rendering writes: the icon cache and the render store.
+
+- The icon cache, a folder of ``<key>.png``: one icon per content key (see
+  :func:`atlas.icons.icon_key`), its final objective value in a PNG text chunk. Icons are
+  written under a temporary name first, so a killed run leaves no half icon behind.
+- ``render.zarr``: per level (a subgroup named by its size) ``icon[cell, y, x, rgb]``
+  uint8, ``icon_key[cell]`` ("" for empty cells), ``objective[cell]``,
+  ``exemplar_objective[cell]`` and ``quality[cell]`` (the icon's objective over the best
+  exemplar's); attributes give the levels, layer, grid, icon size and render settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import zarr
+from PIL import Image, PngImagePlugin
+
+from atlas.store.base import ArraySpec, AtlasGroup, open_existing, open_group, write_arrays
+
+
+class IconCache:
+    """Icons by content key in ``folder`` (created when missing)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.png"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def save(self, key: str, image: np.ndarray, value: float) -> None:
+        """An icon (S, S, 3) in [0, 1] and its objective value."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        info = PngImagePlugin.PngInfo()
+        info.add_text("objective", repr(float(value)))
+        pixels = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        partial = self.path(key).with_suffix(".part")
+        Image.fromarray(pixels).save(partial, format="PNG", pnginfo=info)
+        partial.replace(self.path(key))
+
+    def load(self, key: str) -> tuple[np.ndarray, float]:
+        """The icon (S, S, 3) uint8 and its objective value."""
+        with Image.open(self.path(key)) as image:
+            return np.asarray(image.convert("RGB")), float(image.text["objective"])
+
+    def gather(
+        self, keys, cells: np.ndarray, n_cells: int, icon_px: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The icons of ``keys`` placed at ``cells`` of a level of ``n_cells`` cells:
+        (n_cells, S, S, 3) uint8 (zeros where empty) and their objective values (NaN)."""
+        icons = np.zeros((n_cells, icon_px, icon_px, 3), np.uint8)
+        values = np.full(n_cells, np.nan, np.float32)
+        for cell, key in zip(cells, keys, strict=True):
+            icons[cell], values[cell] = self.load(key)
+        return icons, values
+
+
+class RenderStore(AtlasGroup):
+    """``render.zarr`` for reading (:func:`open_render`) or writing (:func:`create_render`),
+    in the render output folder beside ``icons/`` and ``tiles/``."""
+
+    @property
+    def icons(self) -> IconCache:
+        return IconCache(self.folder / "icons")
+
+    @property
+    def levels(self) -> list[int]:
+        return sorted(int(s) for s in self.attrs["levels"])
+
+    @property
+    def icon_size(self) -> int:
+        return int(self.attrs["icon_size"])
+
+    def level(self, size: int) -> zarr.Group:
+        return self.group[str(size)]
+
+    def write_level(self, size: int, arrays: Mapping[str, ArraySpec]) -> None:
+        group = self.group.create_group(str(size))
+        group.attrs["size"] = size
+        write_arrays(group, arrays, chunk_rows=1024)
+
+
+def render_store_url(out_dir: str | Path) -> str:
+    return str(Path(out_dir) / "render.zarr")
+
+
+def create_render(out_dir: str | Path) -> RenderStore:
+    url = render_store_url(out_dir)
+    return RenderStore(open_group(url, mode="w", zarr_format=3), url)
+
+
+def open_render(out_dir: str | Path) -> RenderStore:
+    url = render_store_url(out_dir)
+    return RenderStore(open_existing(url, "render", "atlas render"), url)
