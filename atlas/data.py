@@ -18,6 +18,7 @@ import csv
 import io
 import logging
 import os
+import posixpath
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,8 +54,18 @@ ORIENTATION = 0x0112  # the EXIF tag
 
 @dataclass(frozen=True)
 class ImageRecord:
-    path: str  # a local path or an fsspec URL
+    """One image: where to read it, its label, and its name: the path relative to the
+    image source's root (``source``, as the user gave it), which is how outputs record and
+    show it (default: ``path``)."""
+
+    path: str  # where to read it: a local path or an fsspec URL
     label: int | None = None  # index into the model's class names, if known
+    name: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.path)
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,23 @@ class ImageList:
     records: list[ImageRecord]
     class_names: list[str] | None  # the classes labels refer to, if any
     kind: str  # "folder", "flat" or "list"
+    root: str  # the source's root as given: the folder, or a list file's folder
+
+
+def locate(root: str, name: str) -> str:
+    """Where an image named ``name`` (relative to the source ``root``) is read from; a name
+    that is already absolute or a URL stands alone."""
+    if "://" in name or os.path.isabs(name) or not root:
+        return name
+    if "://" in root:
+        return f"{root.rstrip('/')}/{name}"
+    return os.path.join(root, *name.split("/"))
+
+
+def absolute_root(root: str) -> str:
+    """``root`` made independent of the working directory (a local relative path becomes
+    absolute; URLs stay), so that workers elsewhere read the same images."""
+    return root if "://" in root or not root else os.path.abspath(root)
 
 
 class UnusableImage(Exception):
@@ -104,19 +132,23 @@ def list_images(
         mapping, names = _label_mapping(folders, class_names, strict_labels, str(source))
         records = [
             ImageRecord(
-                _url(fs, f"{root.rstrip('/')}/{rel}", source), mapping.get(rel.split("/", 1)[0])
+                _url(fs, f"{root.rstrip('/')}/{rel}", source),
+                mapping.get(rel.split("/", 1)[0]),
+                rel,
+                str(source),
             )
             for rel in nested
         ]
         kind = "folder"
     else:
         records = [
-            ImageRecord(_url(fs, f"{root.rstrip('/')}/{rel}", source), None) for rel in candidates
+            ImageRecord(_url(fs, f"{root.rstrip('/')}/{rel}", source), None, rel, str(source))
+            for rel in candidates
         ]
         names, kind = (list(class_names) if class_names else None), "flat"
     if not records:
         raise DataError(f"{source} contains no images")
-    return ImageList(records, names, kind)
+    return ImageList(records, names, kind, str(source))
 
 
 def image_folder(
@@ -343,11 +375,13 @@ def _list_file(fs, path: str, source, class_names, strict) -> ImageList:
             ImageRecord(
                 _url(fs, target, path if fs.protocol == "file" else "x://"),
                 _parse_label(label, names, strict, path, line),
+                item,
+                posixpath.dirname(str(source)),
             )
         )
     if not records:
         raise DataError(f"{path} lists no images")
-    return ImageList(records, names, "list")
+    return ImageList(records, names, "list", posixpath.dirname(str(source)))
 
 
 def _parse_label(label: str, names, strict, path, line) -> int | None:

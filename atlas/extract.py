@@ -206,9 +206,17 @@ def _gather(
 
 
 def run_task(
-    task: int, store_url: str, *, batch_size: int, threads: int, decode_threads: int, device: str
+    task: int,
+    store_url: str,
+    image_root: str,
+    *,
+    batch_size: int,
+    threads: int,
+    decode_threads: int,
+    device: str,
 ) -> dict:
-    """Extract one chunk of images into the store and mark it done. Returns counters."""
+    """Extract one chunk of images (read under ``image_root``) into the store and mark it
+    done. Returns counters."""
     start = time.perf_counter()
     torch.set_num_threads(threads)
     store = open_run(store_url, mode="r+")
@@ -217,7 +225,8 @@ def run_task(
     layout = store.layout
     images = layout.images_of(task)
     indices = np.arange(images.start, images.stop)
-    paths = store.group["image_path"][images]
+    names = store.group["image_path"][images]
+    paths = [store.locate(name, image_root) for name in names]
     labels = store.group["image_label"][images]
     n = len(indices)
 
@@ -267,7 +276,7 @@ def run_task(
     for g in layout.layers:
         per = g.samples_per_image
         columns = per_layer[g.name]
-        columns["path"] = np.repeat(paths, per)
+        columns["path"] = np.repeat(names, per)
         columns["label"] = np.repeat(labels, per).astype(np.int32)
         columns["image"] = np.repeat(indices, per)
         columns["pos"] = np.where(

@@ -1,3 +1,6 @@
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -50,7 +53,7 @@ def test_store_equals_a_direct_forward_pass(store, model, tiny_world):
     acts, pos, paths = group["acts"][:], group["pos"][:], group["path"][:]
     assert acts.shape == (50, 64) and group["valid"][:].all()
     for i in range(0, 50, 7):
-        layer_out, logits = reference(model, paths[i], "block3")
+        layer_out, logits = reference(model, store.locate(paths[i]), "block3")
         y, x = pos[i]
         assert 1 <= y < 7 and 1 <= x < 7  # 8x8 map, one position from the border
         np.testing.assert_allclose(
@@ -62,7 +65,7 @@ def test_store_equals_a_direct_forward_pass(store, model, tiny_world):
         np.testing.assert_allclose(group["topk_prob"][i], probs[order], rtol=1e-4)
         assert sorted(CLASS_NAMES)[group["label"][i]] == paths[i].split("/")[-2]
     fc = store.layer("fc")
-    _, logits = reference(model, fc["path"][3], "fc")
+    _, logits = reference(model, store.locate(fc["path"][3]), "fc")
     np.testing.assert_allclose(fc["acts"][3], logits[0].detach().numpy(), rtol=1e-4, atol=1e-5)
     assert (fc["pos"][:] == -1).all()
 
@@ -72,7 +75,7 @@ def test_attribution_equals_an_autograd_reference(store, model):
     attribution, classes = group["attribution"][:], group["attribution_class"][:]
     assert attribution.shape == (50, 10) and (classes == np.arange(10)).all()  # all 10 classes
     for i in (0, 17, 33):
-        layer_out, logits = reference(model, group["path"][i], "block3")
+        layer_out, logits = reference(model, store.locate(group["path"][i]), "block3")
         y, x = group["pos"][i]
         for c in range(10):
             (grad,) = torch.autograd.grad(logits[0, c], layer_out, retain_graph=True)
@@ -103,8 +106,9 @@ def test_mean_sampling_uses_the_spatial_mean_and_its_gradient(tiny_world, tmp_pa
         options(layer="block4", sampling="mean", limit=5),
         scheduler="inline",
     )
-    group = open_run(url).layer()
-    layer_out, logits = reference(model, group["path"][2], "block4")
+    run = open_run(url)
+    group = run.layer()
+    layer_out, logits = reference(model, run.locate(group["path"][2]), "block4")
     mean = layer_out[0].mean(dim=(1, 2))
     np.testing.assert_allclose(group["acts"][2], mean.detach().numpy(), rtol=1e-4, atol=1e-6)
     (grad,) = torch.autograd.grad(logits[0, 4], layer_out)
@@ -144,9 +148,10 @@ def test_all_sampling_writes_every_position(tiny_world, tmp_path, model):
         options(layer="block4", sampling="all", limit=3),
         scheduler="inline",
     )
-    group = open_run(url).layer()
+    run = open_run(url)
+    group = run.layer()
     assert group["acts"].shape == (48, 128)
-    layer_out, _ = reference(model, group["path"][16], "block4")
+    layer_out, _ = reference(model, run.locate(group["path"][16]), "block4")
     expected = layer_out[0].detach().permute(1, 2, 0).reshape(16, 128).numpy()
     np.testing.assert_allclose(group["acts"][16:32], expected, rtol=1e-4, atol=1e-5)
     assert (group["image"][16:32] == 1).all()
@@ -196,3 +201,28 @@ def test_listing_is_sorted_and_labelled(tiny_world):
     listed = list_images(tiny_world / "test", sorted(CLASS_NAMES))
     assert listed.kind == "folder" and len(listed.records) == 50
     assert [r.path for r in listed.records] == sorted(r.path for r in listed.records)
+
+
+def test_images_are_named_relative_to_the_source_wherever_it_lies(
+    tiny_world, tmp_path, monkeypatch
+):
+    """Two copies of a project in two places, each extracting its own ``data/test``: the
+    stores name the same images the same way, record no path of either place, and are
+    made from the same identity (a clone elsewhere resumes the same store)."""
+    stores = []
+    for place in ("one", "two"):
+        project = tmp_path / place
+        shutil.copytree(tiny_world / "test", project / "data" / "test")
+        monkeypatch.chdir(project)
+        extract_store(
+            "data/test", "acts.zarr", SPEC, options(layer="block3", limit=6), scheduler="inline"
+        )
+        stores.append(open_run(str(project / "acts.zarr")))
+    one, two = stores
+    assert one.image_root == two.image_root == "data/test"
+    assert one.identity_hash == two.identity_hash
+    names = list(one.group["image_path"][:])
+    assert names == list(two.group["image_path"][:])
+    assert all(not n.startswith("/") and n.count("/") == 1 for n in names)
+    assert (one.layer()["acts"][:] == two.layer()["acts"][:]).all()
+    assert str(tmp_path) not in json.dumps(dict(one.group.attrs))

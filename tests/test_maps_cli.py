@@ -51,7 +51,7 @@ def test_reduce_then_grid(capsys, tiny_store, tmp_path):
         assert level["count"][:].sum() == 120
         exemplar, box = level["exemplar"][:], level["exemplar_box"][:]
         used = exemplar >= 0
-        assert used.any() and all(Path(p).is_file() for p in paths[exemplar[used]])
+        assert used.any() and all(Path(store.locate(p)).is_file() for p in paths[exemplar[used]])
         assert (
             (box[used][:, 2] > box[used][:, 0]).all()
             and (box[used] <= 32).all()

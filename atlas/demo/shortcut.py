@@ -157,7 +157,7 @@ def shortcut_measures(classes_dir: str | Path, world: str | Path, out: str | Pat
             members, strength = atlas["member"][:], atlas["member_strength"][:]
             size = int(atlas.attrs["size"])
             cells = cell_of(atlas["member_xy"][:], size, size)
-            paths = layer["path"].get_orthogonal_selection(members)
+            paths = [run.locate(n) for n in layer["path"].get_orthogonal_selection(members)]
             measures = {}
             for k, class_name in enumerate(atlas.attrs["classes"]):
                 surviving = surviving_attribution(

@@ -11,9 +11,11 @@ thumbnails, sortable by confidence and correctness.
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -27,7 +29,7 @@ from atlas.layers import capture, get_layer
 from atlas.models import LoadedModel
 from atlas.progress import progress
 from atlas.reports.imaging import Scale, activation_grid, save_png
-from atlas.reports.pages import write_page, write_stylesheet
+from atlas.reports.pages import write_assets, write_page
 from atlas.store.reports import write_report_index
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ImageReport:
-    stem: str
-    path: str
+    stem: str  # the page is <stem>.html; the maps <stem>.<method>.npy
+    name: str  # the image's path relative to its source's root
+    source: str  # that root, as the user gave it
     label: int | None
     target: int
     top: list[tuple[str, float]]  # (class name, probability), best first
@@ -71,20 +74,28 @@ def select_images(
 
 
 def unique_stems(paths: Sequence[str]) -> list[str]:
-    """File stems, prefixed by their folder where two images share one (demo splits have
-    ``snow_leopard/000001.png`` and ``star/000001.png``), numbered if still ambiguous."""
-    stems = [Path(p).stem for p in paths]
-    clashes = {s for s in stems if stems.count(s) > 1}
+    """Safe, distinct file stems for images: each file's stem with anything but letters,
+    digits, ``-``, ``_`` and ``.`` replaced (a name from a data set never becomes markup,
+    a path or a URL scheme on disk), prefixed by its folder where two images share one
+    (demo splits have ``snow_leopard/000001.png`` and ``star/000001.png``), numbered if
+    still ambiguous."""
+    stems = [_safe(PurePosixPath(p).stem) for p in paths]
+    counts = Counter(stems)
     named = [
-        f"{Path(p).parent.name}-{s}" if s in clashes else s
+        f"{_safe(PurePosixPath(p).parent.name)}-{s}" if counts[s] > 1 else s
         for p, s in zip(paths, stems, strict=True)
     ]
-    seen: dict[str, int] = {}
+    seen: Counter = Counter()
     out = []
     for name in named:
-        seen[name] = seen.get(name, 0) + 1
+        seen[name] += 1
         out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
     return out
+
+
+def _safe(text: str, limit: int = 80) -> str:
+    cleaned = re.sub(r"[^\w.-]", "_", text).lstrip(".")[:limit]
+    return cleaned or "image"
 
 
 def attribute_images(
@@ -100,7 +111,7 @@ def attribute_images(
         get_layer(model.module, layer)
     methods = {name: make_method(name, model, options) for name in options.methods}
     scales = {name: Scale(method.signed) for name, method in methods.items()}
-    stems = unique_stems([r.path for r in records])
+    stems = unique_stems([r.name for r in records])
     reports: list[ImageReport] = []
     skipped: list[tuple[str, str]] = []
     pixels: dict[str, np.ndarray] = {}
@@ -116,7 +127,7 @@ def attribute_images(
             try:
                 images.append(model.preprocessing.crop(read_pixels(record.path)))
             except UnusableImage as err:
-                skipped.append((record.path, err.reason))
+                skipped.append((record.name, err.reason))
                 continue
             batch.append(record)
             batch_stems.append(stem)
@@ -134,7 +145,8 @@ def attribute_images(
             reports.append(
                 ImageReport(
                     stem,
-                    record.path,
+                    record.name,
+                    record.source,
                     record.label,
                     t,
                     [(model.class_names[i], float(p[i])) for i in order],
@@ -188,7 +200,7 @@ def _targets(
     if choice == "pred":
         return probs.argmax(dim=1)
     if choice == "label":
-        missing = [r.path for r in batch if r.label is None]
+        missing = [r.name for r in batch if r.label is None]
         if missing:
             raise AtlasError(
                 f"target 'label' needs labelled images; {missing[0]} has none (use target: pred)"
@@ -252,6 +264,7 @@ def _write_pages(out: Path, model: LoadedModel, reports, methods, scales, skippe
     rows = [
         {
             "stem": r.stem,
+            "name": r.name,
             "label": model.class_names[r.label] if r.label is not None and r.label >= 0 else "",
             "predicted": r.predicted,
             "confidence": r.confidence,
@@ -269,11 +282,18 @@ def _write_pages(out: Path, model: LoadedModel, reports, methods, scales, skippe
         skipped=skipped,
         model=model.spec.arch,
     )
-    write_stylesheet(out)
+    write_assets(out)
     write_report_index(
         out,
         [
-            {"stem": r.stem, "path": r.path, "target": r.target, "top": r.top, "trust": r.trust}
+            {
+                "stem": r.stem,
+                "image": r.name,
+                "source": r.source,
+                "target": r.target,
+                "top": r.top,
+                "trust": r.trust,
+            }
             for r in reports
         ],
     )

@@ -4,7 +4,7 @@ the feature-visualization engine)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from atlas.featvis.render import render, transforms_for
 from atlas.layers import summarize
 from atlas.models import LoadedModel
 from atlas.reports.imaging import save_png, tile
-from atlas.reports.pages import write_page, write_stylesheet
+from atlas.reports.pages import write_assets, write_page
 
 
 def first_filters(module: nn.Module) -> tuple[str, np.ndarray] | None:
@@ -83,11 +83,13 @@ def model_report(model: LoadedModel, out_dir: str | Path, options: ReportConfig)
         out / "model.html",
         "model.html",
         spec=model.spec,
+        # The file's name only: a page never shows a path of the machine that built it.
+        weights=PurePath(model.spec.weights).name if model.spec.weights else None,
         summary=summary,
         filters=filter_file,
         filter_layer=filters[0] if filters else None,
         classes=classes,
         options=options,
     )
-    write_stylesheet(out)
+    write_assets(out)
     return page

@@ -30,6 +30,8 @@ def write_page(path: str | Path, template: str, **context: Any) -> Path:
     return path
 
 
-def write_stylesheet(folder: str | Path) -> None:
-    """The reports' ``style.css`` into ``folder``."""
-    (Path(folder) / "style.css").write_text(render_page("style.css"))
+def write_assets(folder: str | Path) -> None:
+    """The pages' stylesheet and script (``style.css``, ``sort.js``) into ``folder``: pages
+    carry no inline style or script, so a strict Content-Security-Policy serves them."""
+    for name in ("style.css", "sort.js"):
+        (Path(folder) / name).write_text(render_page(name))

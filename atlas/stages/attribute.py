@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atlas.config import AttributeConfig, ModelSpec
-from atlas.data import ImageRecord
+from atlas.data import ImageRecord, absolute_root
 from atlas.errors import ConfigError
 from atlas.models import load_model
 from atlas.reports.attribution_report import ImageReport, attribute_images, select_images
@@ -32,9 +32,11 @@ def attribute_store(
     model = load_model(spec)
     records = select_images(sources, model.class_names, options)
     if exemplars:
-        known = {r.path for r in records}
+        known = {absolute_root(r.path) for r in records}
         records += [
-            r for r in exemplar_images(exemplars, options.exemplars_per_cell) if r.path not in known
+            r
+            for r in exemplar_images(exemplars, options.exemplars_per_cell)
+            if absolute_root(r.path) not in known
         ]
     return attribute_images(model, records, out_dir, options)
 
@@ -43,10 +45,12 @@ def exemplar_images(grid_url: str, per_cell: int) -> list[ImageRecord]:
     """The images of the first ``per_cell`` exemplars of every cell of every level of a
     grid (each image once, in level then cell order), labelled as the run store has them."""
     grid = open_grid(grid_url)
-    layer = open_run(grid.attrs["run"]).layer(grid.layer)
-    paths, labels = layer["path"][:], layer["label"][:]
+    run = open_run(grid.attrs["run"])
+    layer = run.layer(grid.layer)
+    names, labels = layer["path"][:], layer["label"][:]
     records: dict[str, ImageRecord] = {}
     for sample in grid.exemplar_samples(per_cell):
-        path, label = str(paths[sample]), int(labels[sample])
-        records.setdefault(path, ImageRecord(path, label if label >= 0 else None))
+        name, label = str(names[sample]), int(labels[sample])
+        record = ImageRecord(run.locate(name), label if label >= 0 else None, name, run.image_root)
+        records.setdefault(name, record)
     return list(records.values())

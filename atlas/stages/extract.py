@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from atlas.config import ExtractConfig, ModelSpec
-from atlas.data import ImageRecord, list_images
+from atlas.data import ImageRecord, absolute_root, list_images
 from atlas.distribute import Cluster, run_tasks
 from atlas.extract import attribution_slots, chunk_size, probe_layers, run_task
 from atlas.models import load_model
@@ -77,9 +77,10 @@ def extract_store(
         store_url,
         layout,
         identity=identity,
-        records_path=[r.path for r in records],
+        records_path=[r.name for r in records],
         records_label=[r.label for r in records],
         class_names=loaded.class_names,
+        image_root=listing.root,
         overwrite=overwrite,
     )
     pending = store.pending_tasks()
@@ -112,7 +113,7 @@ def _run_tasks(
     layout = store.layout
     results = run_tasks(
         run_task,
-        [(task, store.url) for task in pending],
+        [(task, store.url, absolute_root(store.image_root)) for task in pending],
         cluster,
         key=f"extract-{store.identity_hash}",
         desc="extract",
@@ -131,6 +132,6 @@ def _run_tasks(
 
 def _fingerprint(records: Sequence[ImageRecord]) -> str:
     digest = hashlib.sha256()
-    for record in records:
-        digest.update(f"{record.path}\t{record.label}\n".encode())
+    for record in records:  # by name: the same images give the same store wherever they are
+        digest.update(f"{record.name}\t{record.label}\n".encode())
     return digest.hexdigest()[:16]

@@ -1,5 +1,6 @@
 """The index of an attribution-report folder (``atlas attribute``): ``reports.json``, one
-entry per image report: ``stem`` (its page is ``<stem>.html``), ``path`` (the image),
+entry per image report: ``stem`` (its page is ``<stem>.html``), ``image`` (the image's
+path relative to its source's root) and ``source`` (that root, as the user gave it),
 ``target`` (class index), ``top`` ([name, probability] pairs) and ``trust`` (per method,
 the checks' values)."""
 
@@ -21,9 +22,10 @@ def read_report_index(folder: str | Path) -> list[dict[str, Any]]:
     return json.loads((Path(folder) / INDEX).read_text())
 
 
-def report_pages(folder: str | Path) -> dict[str, str]:
-    """Image path (resolved) -> the file name of its report page."""
+def report_pages(folder: str | Path, source: str) -> dict[str, str]:
+    """Image name -> the file name of its report page, for the images of ``source``."""
     return {
-        str(Path(entry["path"]).resolve()): f"{entry['stem']}.html"
+        entry["image"]: f"{entry['stem']}.html"
         for entry in read_report_index(folder)
+        if entry["source"] == source
     }

@@ -2,8 +2,11 @@
 
 One Zarr v3 group per run. The root holds the image index and the bookkeeping:
 
-- ``image_path[image]``, ``image_label[image]`` (-1: unlabelled), ``skip_reason[image]``
-  ("" for images that were used), written by the client before extraction starts;
+- ``image_path[image]`` (the image's path relative to the image source's root, which the
+  attribute ``atlas.image_root`` records as the user gave it: outputs name images this
+  way, never by a path of the machine that built them), ``image_label[image]`` (-1:
+  unlabelled), ``skip_reason[image]`` ("" for images that were used), written by the
+  client before extraction starts;
 - ``done[task]``: 1 once a task's chunks are all written (one Zarr chunk per task, so
   workers never share a chunk); a rerun computes only the tasks still at 0;
 - attribute ``atlas``: the model spec, the extraction options, the identity hash that a
@@ -15,7 +18,8 @@ spatial position of one image:
 - ``acts[sample, channel]`` float32, the layer's activation vector;
 - ``attribution[sample, slot]`` float32 and ``attribution_class[sample, slot]`` int32, the
   linear attribution of the vector to class logits (absent when attribution is off);
-- ``path[sample]``, ``label[sample]``, ``image[sample]``, ``pos[sample, yx]`` (-1 for
+- ``path[sample]`` (as ``image_path``), ``label[sample]``, ``image[sample]``,
+  ``pos[sample, yx]`` (-1 for
   the spatial mean or a vector layer), ``valid[sample]`` (false where the image was
   skipped), ``topk_class[sample, k]`` and ``topk_prob[sample, k]``.
 
@@ -37,6 +41,7 @@ import numpy as np
 import zarr
 
 from atlas.config import ExtractConfig, ModelSpec
+from atlas.data import locate
 from atlas.errors import AtlasError, DataError, choices_hint
 from atlas.store.base import create_array, group_exists, open_group
 from atlas.version import package_version
@@ -134,6 +139,16 @@ class RunStore:
     @property
     def identity_hash(self) -> str:
         return self.meta["identity_hash"]
+
+    @property
+    def image_root(self) -> str:
+        """The image source's root as the user gave it (relative to where they work)."""
+        return self.meta.get("image_root", "")
+
+    def locate(self, name: str, root: str | None = None) -> str:
+        """Where the image recorded as ``name`` is read from: under ``root`` (default: the
+        recorded image root)."""
+        return locate(self.image_root if root is None else root, str(name))
 
     def model_spec(self) -> ModelSpec:
         """The fully resolved model spec the run was extracted with."""
@@ -237,6 +252,7 @@ def create_run(
     records_path: Sequence[str],
     records_label: Sequence[int | None],
     class_names: Sequence[str],
+    image_root: str = "",
     overwrite: bool = False,
 ) -> RunStore:
     """Create the store for a run, or reopen it to resume when ``identity`` matches.
@@ -269,6 +285,7 @@ def create_run(
         "topk": layout.topk,
         "attribution_slots": layout.attribution_slots,
         "class_names": list(class_names),
+        "image_root": image_root,
     }
     image = ("image",)
     chunk = layout.chunk_size

@@ -32,7 +32,7 @@ from atlas.errors import AtlasError
 from atlas.models import Preprocessing
 from atlas.reports.imaging import tile
 from atlas.reports.pages import write_page
-from atlas.store import RunStore
+from atlas.store import CONFIG_RECORD, RunStore
 from atlas.store.classes import ClassesStore
 from atlas.store.grid import GridStore
 from atlas.store.render import IconCache, RenderStore
@@ -42,6 +42,9 @@ from atlas.version import package_version
 log = logging.getLogger(__name__)
 
 BLOCK = 16  # cells per side of a metadata block
+# Report folders are copied into the site without what only tools read: the maps as
+# arrays, the report index and the recorded config (which name the builder's paths).
+PAGES_ONLY = shutil.ignore_patterns("*.npy", "reports.json", CONFIG_RECORD)
 CROP_PX = 96  # exemplar crops are shown at this size
 EXEMPLARS = 4  # exemplars shown per cell
 STATIC = Path(__file__).with_name("static")
@@ -95,10 +98,9 @@ def build_site(
 
     layer = run.layer(grid.layer)
     spec = run.model_spec()
-    crops = _Crops(
-        out, Preprocessing(spec.input_size, spec.resize_size, spec.mean, spec.std), layer["path"]
-    )
-    links = _report_links(exemplar_reports, out, "reports")
+    preprocessing = Preprocessing(spec.input_size, spec.resize_size, spec.mean, spec.std)
+    crops = _Crops(out, preprocessing, layer["path"][:], run.locate)
+    links = _report_links(exemplar_reports, out, "reports", run.image_root)
     class_names = run.class_names
     levels = []
     for size in renders.levels:
@@ -116,10 +118,10 @@ def build_site(
     if classes is not None:
         pages["classes"] = _write_classes_page(out, classes, class_measures, crops, links)
     if reports:
-        shutil.copytree(reports, out / "attribute")
+        shutil.copytree(reports, out / "attribute", ignore=PAGES_ONLY)
         pages["reports"] = "attribute/index.html"
     if model_report:
-        shutil.copytree(model_report, out / "model")
+        shutil.copytree(model_report, out / "model", ignore=PAGES_ONLY)
         pages["model"] = "model/model.html"
     atlas = {
         "title": title,
@@ -141,10 +143,15 @@ class _Crops:
     """Exemplar crops, written once per sample: the model's view of the image, cut to the
     box the sample's activation sees, scaled to ``CROP_PX``."""
 
-    def __init__(self, out: Path, preprocessing: Preprocessing, paths) -> None:
-        self.out, self.preprocessing, self.paths = out / "crops", preprocessing, paths
+    def __init__(self, out: Path, preprocessing: Preprocessing, names, locate) -> None:
+        self.out, self.preprocessing = out / "crops", preprocessing
+        self.names, self.locate = names, locate
         self.out.mkdir(exist_ok=True)
         self.done: set[int] = set()
+
+    def name(self, sample: int) -> str:
+        """The sample's image, by its path relative to the image source's root."""
+        return str(self.names[sample])
 
     def __call__(self, sample: int, box) -> str | None:
         name = f"crops/{sample}.png"
@@ -152,7 +159,7 @@ class _Crops:
             return name
         try:
             pixels = (
-                self.preprocessing.crop(read_pixels(str(self.paths[sample])))
+                self.preprocessing.crop(read_pixels(self.locate(self.name(sample))))
                 .permute(1, 2, 0)
                 .numpy()
             )
@@ -167,12 +174,13 @@ class _Crops:
         return name
 
 
-def _report_links(reports_dir, out: Path, target: str) -> dict[str, str]:
-    """Image path -> its report page in the site (the reports are copied in)."""
+def _report_links(reports_dir, out: Path, target: str, source: str) -> dict[str, str]:
+    """Image name (of ``source``'s images) -> its report page in the site (the reports
+    are copied in)."""
     if not reports_dir:
         return {}
-    shutil.copytree(reports_dir, out / target)
-    return {path: f"{target}/{page}" for path, page in report_pages(reports_dir).items()}
+    shutil.copytree(reports_dir, out / target, ignore=PAGES_ONLY)
+    return {name: f"{target}/{page}" for name, page in report_pages(reports_dir, source).items()}
 
 
 def _write_level(out, size, level, icons, cache: IconCache, crops, links, class_names) -> None:
@@ -181,7 +189,6 @@ def _write_level(out, size, level, icons, cache: IconCache, crops, links, class_
     top_label, label_count = level["top_label"][:], level["top_label_count"][:]
     exemplar, boxes = level["exemplar"][:, :EXEMPLARS], level["exemplar_box"][:, :EXEMPLARS]
     keys, quality = icons["icon_key"][:], icons["quality"][:]
-    paths = crops.paths
     (out / "icons").mkdir(exist_ok=True)
     (out / "cells" / str(size)).mkdir(parents=True)
     blocks: dict[tuple[int, int], list] = {}
@@ -194,11 +201,11 @@ def _write_level(out, size, level, icons, cache: IconCache, crops, links, class_
         for sample, box in zip(exemplar[cell], boxes[cell], strict=True):
             if sample < 0:
                 continue
-            link = links.get(str(Path(str(paths[sample])).resolve()))
+            link = links.get(crops.name(sample))
             if links and link is None:
                 continue  # with reports, show the exemplars that have one
             examples.append(
-                {"crop": crops(int(sample), box), "report": link, "path": str(paths[sample])}
+                {"crop": crops(int(sample), box), "report": link, "path": crops.name(sample)}
             )
         entry = {
             "cell": int(cell),
@@ -250,7 +257,7 @@ def _write_classes_page(out: Path, store: ClassesStore, measures, crops, links) 
                 icons[r * size : (r + 1) * size] for r in range(size - 1, -1, -1)
             ]  # top row first
             picture = tile(np.concatenate(rows), size, pad=2, background=255)
-            file = f"class-atlases/{kind}-{name}.png"
+            file = f"class-atlases/{kind}-{len(mosaics)}.png"  # never a name from data
             Image.fromarray(picture).save(out / file)
             mosaics[f"{kind}/{name}"] = {"file": file, "size": size}
     pairs = []
@@ -264,7 +271,7 @@ def _write_classes_page(out: Path, store: ClassesStore, measures, crops, links) 
             examples = [
                 {
                     "crop": crops(int(s), b),
-                    "report": links.get(str(Path(str(crops.paths[s])).resolve())),
+                    "report": links.get(crops.name(s)),
                 }
                 for s, b in zip(exemplar[cell][:3], box[cell][:3], strict=True)
                 if s >= 0

@@ -2,8 +2,10 @@
 
 Standard-library HTTP server with what a static site needs and nothing more: correct
 MIME types (``.dzi`` as XML, modules as JavaScript), long caching for the immutable
-tiles, icons and crops, and no way out of the site folder: ``..`` (also percent-encoded),
-absolute paths and symlinks that resolve outside are 404, and folders are never listed.
+tiles, icons and crops, a Content-Security-Policy that allows the site's own scripts,
+styles and images only (no inline script or style), ``nosniff``, and no way out of the
+site folder: ``..`` (also percent-encoded), absolute paths and symlinks that resolve
+outside are 404, and folders are never listed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ TYPES = {
     ".svg": "image/svg+xml",
 }
 IMMUTABLE = ("tiles/", "icons/", "crops/", "vendor/")
+# Scripts, styles and everything else from the site itself only: no inline script or
+# style, no other origin. Names from a data set can then never run as code here. The one
+# inline style allowed is the empty one (its hash): the viewer's marker that keeps
+# OpenSeadragon from injecting a stylesheet of its own.
+EMPTY_STYLE = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'self'; script-src 'self'; style-src 'self' {EMPTY_STYLE}; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'"
+)
 
 
 class SiteHandler(http.server.SimpleHTTPRequestHandler):
@@ -79,9 +91,14 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         relative = target.relative_to(self.root).as_posix()
         cache = "public, max-age=86400, immutable" if relative.startswith(IMMUTABLE) else "no-cache"
         self.send_header("Cache-Control", cache)
-        self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         return handle
+
+    def end_headers(self) -> None:
+        # On every response, error pages included.
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        super().end_headers()
 
     def list_directory(self, path):
         self.send_error(404, "Not found")

@@ -54,6 +54,18 @@ def test_serves_the_site_with_types_and_caching(served):
     assert get(server, "/inner-link.json")[0] == 200  # a link that stays inside is fine
 
 
+def test_every_response_forbids_inline_script_and_other_origins(served):
+    server, _ = served
+    for path in ("/", "/atlas.json", "/viewer.js", "/nope.html"):
+        headers = get(server, path)[1]
+        policy = dict(
+            part.strip().split(" ", 1) for part in headers["Content-Security-Policy"].split(";")
+        )
+        assert policy["script-src"] == "'self'" and policy["default-src"] == "'self'", path
+        assert "unsafe-inline" not in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
 @pytest.mark.parametrize(
     "path",
     [

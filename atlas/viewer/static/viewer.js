@@ -1,11 +1,34 @@
 // The atlas viewer: a deep-zoom map of every grid level's icons, one level shown at a
 // time (the finest whose cells are still big enough on screen), with lazily fetched cell
 // metadata for hovering and clicking, and a class filter. OpenSeadragon draws the tiles.
+//
+// Everything that comes from data (class names, image paths, titles) reaches the page as
+// text: elements are built with el() and filled with text nodes, never with innerHTML,
+// and links and images only ever point inside the site (safeUrl).
 
 const MIN_CELL_PX = 48; // switch to a finer level once its cells are this big on screen
 const MAX_HIGHLIGHTS = 400;
 
 const OSD = window.OpenSeadragon;
+
+// An element with attributes and children (strings become text nodes).
+function el(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined) element.setAttribute(name, String(value));
+  }
+  element.append(...children.filter((child) => child !== null && child !== undefined));
+  return element;
+}
+
+// A URL of the site's own files (as given), or null: nothing with a scheme of its own
+// (javascript:, data:) or another origin.
+function safeUrl(url) {
+  if (typeof url !== "string" || url === "") return null;
+  const resolved = new URL(url, document.baseURI);
+  return resolved.origin === window.location.origin ? url : null;
+}
+
 const atlas = await (await fetch("atlas.json")).json();
 const levels = atlas.levels; // coarse to fine
 const blocks = new Map(); // "size/bx_by" -> Promise of cells keyed by cell id
@@ -20,12 +43,14 @@ const names = document.querySelector("#class-names");
 for (const name of atlas.classes) names.append(new Option(name));
 const pageNames = { classes: "class atlases", reports: "attribution reports", model: "model report" };
 for (const [key, href] of Object.entries(atlas.pages)) {
-  const link = document.createElement("a");
-  link.href = href;
-  link.textContent = pageNames[key] ?? key;
-  document.querySelector("#pages").append(link);
+  const url = safeUrl(href);
+  if (url) document.querySelector("#pages").append(el("a", { href: url }, pageNames[key] ?? key));
 }
 
+// OpenSeadragon injects a <style> element (outline rules for touch screens) unless one
+// marked as its own is already there; the site's Content-Security-Policy forbids inline
+// styles, so an empty marker stands in and style.css carries the rule.
+document.head.append(el("style", { "data-openseadragon-mobile-css": "true" }));
 const viewer = OSD({
   id: "map",
   prefixUrl: "vendor/openseadragon/images/",
@@ -99,10 +124,21 @@ async function cellInfo(where) {
   return (await block(where.size, where.col, where.row)).get(where.cell) ?? null;
 }
 
+function className(index) {
+  return atlas.classes[index] ?? `class ${index}`;
+}
+
 function classList(entry) {
-  return entry.classes
-    .map(([c, share]) => `<div><span class="share" style="width:${Math.round(share * 80)}px"></span>${atlas.classes[c]} ${(share * 100).toFixed(0)}%</div>`)
-    .join("");
+  return entry.classes.map(([c, share]) => {
+    const bar = el("span", { class: "share" });
+    bar.style.width = `${Math.round(share * 80)}px`;
+    return el("div", {}, bar, `${className(c)} ${(share * 100).toFixed(0)}%`);
+  });
+}
+
+function icon(entry, attributes = {}) {
+  const src = safeUrl(entry.icon);
+  return src ? el("img", { src, alt: "icon", ...attributes }) : null;
 }
 
 const tooltip = document.querySelector("#tooltip");
@@ -118,10 +154,13 @@ new OSD.MouseTracker({
       tooltip.hidden = true;
       return;
     }
-    tooltip.innerHTML =
-      (entry.icon ? `<img src="${entry.icon}" alt="icon">` : "") +
-      `<b class="count">average of ${entry.n} activations</b>` +
-      `<div class="classes">${classList(entry)}</div>`;
+    tooltip.replaceChildren(
+      ...[
+        icon(entry),
+        el("b", { class: "count" }, `average of ${entry.n} activations`),
+        el("div", { class: "classes" }, ...classList(entry)),
+      ].filter(Boolean),
+    );
     tooltip.dataset.cell = String(entry.cell);
     tooltip.style.left = `${event.originalEvent.clientX + 16}px`;
     tooltip.style.top = `${event.originalEvent.clientY + 16}px`;
@@ -140,22 +179,28 @@ viewer.addHandler("canvas-click", async (event) => {
   const where = cellAt(viewer.viewport.pointFromPixel(event.position), shown);
   const entry = await cellInfo(where);
   if (!entry) return;
-  const labels = entry.labels.map(([c, n]) => `${atlas.classes[c]} (${n})`).join(", ");
-  const quality = entry.quality === null ? "" :
-    `<p class="note">The icon drives its direction ${entry.quality}x as much as the best exemplar does.</p>`;
-  const exemplars = entry.exemplars
-    .map((e) => {
-      const picture = e.crop ? `<img src="${e.crop}" alt="${e.path}" title="${e.path}">` : e.path;
-      return e.report ? `<a href="${e.report}">${picture}</a>` : `<span>${picture}</span>`;
-    })
-    .join("");
-  document.querySelector("#panel-body").innerHTML =
-    `<h2>Cell ${where.col}, ${where.row} of ${where.size}x${where.size}</h2>` +
-    (entry.icon ? `<img src="${entry.icon}" width="192" height="192" style="image-rendering:pixelated" alt="icon">` : "") +
-    `<p>Average of ${entry.n} activations.</p>${quality}` +
-    `<h3>Classes it pushes</h3>${classList(entry)}` +
-    (labels ? `<h3>Labels of its images</h3><p>${labels}</p>` : "") +
-    `<h3>Dataset exemplars</h3><div class="exemplars">${exemplars}</div>`;
+  const labels = entry.labels.map(([c, n]) => `${className(c)} (${n})`).join(", ");
+  const exemplars = entry.exemplars.map((e) => {
+    const crop = safeUrl(e.crop);
+    const picture = crop ? el("img", { src: crop, alt: e.path, title: e.path }) : e.path;
+    const report = safeUrl(e.report);
+    return report ? el("a", { href: report }, picture) : el("span", {}, picture);
+  });
+  document.querySelector("#panel-body").replaceChildren(
+    ...[
+      el("h2", {}, `Cell ${where.col}, ${where.row} of ${where.size}x${where.size}`),
+      icon(entry, { width: 192, height: 192, class: "pixelated" }),
+      el("p", {}, `Average of ${entry.n} activations.`),
+      entry.quality === null
+        ? null
+        : el("p", { class: "note" }, `The icon drives its direction ${entry.quality}x as much as the best exemplar does.`),
+      el("h3", {}, "Classes it pushes"),
+      ...classList(entry),
+      ...(labels ? [el("h3", {}, "Labels of its images"), el("p", {}, labels)] : []),
+      el("h3", {}, "Dataset exemplars"),
+      el("div", { class: "exemplars" }, ...exemplars),
+    ].filter(Boolean),
+  );
   panel.hidden = false;
   panel.dataset.cell = String(entry.cell);
 });

@@ -1,0 +1,249 @@
+"""A data set whose class folders and file names are made to run script, in every stage,
+the site and Chromium: nothing may run, every name must show literally, and no built page
+may name a path of the machine that built it."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from atlas.viewer.browser import CHROMIUM, launch
+from atlas.viewer.server import serve_in_background
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Chromium is installed by `make test`"
+)
+
+# Each sets window.__pwned (or opens a dialog) if it ever runs as markup or as a URL.
+CLASSES = [
+    '<img src=x onerror="window.__pwned=1;alert(1)">',
+    '"><svg onload=window.__pwned=2>',
+    "javascript:window.__pwned=3",
+    "Ünïcødé 🐱 & friends",
+    'it\'s "quoted" & <b>bold<b>',
+]
+FILES = [
+    '"><svg onload=window.__pwned=4>.png',
+    "a b & c.png",
+    "javascript:window.__pwned=5.png",
+    "😀 <i>emoji<i>.png",
+    "plain.png",
+    "plain two.png",
+]
+TITLE = "<script>window.__pwned=6</script> atlas & co"
+
+
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory):
+    from atlas.config import (
+        AttributeConfig,
+        ClassesConfig,
+        ExtractConfig,
+        GridConfig,
+        ModelSpec,
+        ReduceConfig,
+        RenderConfig,
+        ReportConfig,
+    )
+    from atlas.models import load_model
+    from atlas.stages.attribute import attribute_store
+    from atlas.stages.classes import classes_store
+    from atlas.stages.extract import extract_store
+    from atlas.stages.grid import grid_store
+    from atlas.stages.reduce import reduce_store
+    from atlas.stages.render import render_store
+    from atlas.stages.report_model import report_model
+    from atlas.stages.viewer import build_viewer
+    from atlas.store.classes import write_class_measures
+
+    root = tmp_path_factory.mktemp("hostile & <root>")
+    images = root / "images <here>"
+    rng = np.random.default_rng(0)
+    for k, klass in enumerate(sorted(CLASSES)):
+        (images / klass).mkdir(parents=True)
+        for name in FILES:
+            pixels = rng.integers(0, 60, (32, 32, 3)) + np.array([40 * k, 200 - 30 * k, 90])
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(images / klass / name)
+    spec = ModelSpec(
+        arch="atlas.demo.net:DemoCNN",
+        num_classes=len(CLASSES),
+        input_size=32,
+        class_names=sorted(CLASSES),
+    )
+    store, layout, grid = (str(root / n) for n in ("acts.zarr", "layout.zarr", "grid.zarr"))
+    extract_store(str(images), store, spec, ExtractConfig(layer="block3"), scheduler="inline")
+    reduce_store(store, layout, ReduceConfig(n_neighbors=5))
+    grid_store(store, layout, grid, GridConfig(levels=[2, 4], min_count=1, exemplars=3))
+    render = RenderConfig(icon_size=16, steps=2)
+    render_store(store, grid, str(root / "render"), render, scheduler="inline")
+    pair = sorted(CLASSES)[:2]
+    classes_store(
+        store,
+        layout,
+        grid,
+        str(root / "classes"),
+        ClassesConfig(pairs=[pair], size=2, min_count=1, mode="topn", top_n=5),
+        reduce_options=ReduceConfig(n_neighbors=5),
+        render_options=render,
+        compare_run=store,
+        scheduler="inline",
+    )
+    write_class_measures(
+        root / "measures.json",
+        {
+            "title": TITLE,
+            "note": '<img src=x onerror="window.__pwned=7">',
+            "atlases": {f"class/{CLASSES[0]}": {CLASSES[1]: 0.5}},
+            "tables": [{"title": CLASSES[2], "header": [CLASSES[3]], "rows": [[CLASSES[4]]]}],
+        },
+    )
+    options = AttributeConfig(
+        methods=["saliency", "gradcam"], deletion_steps=2, layers=["block2"], exemplars_per_cell=1
+    )
+    # The reports load the model from a checkpoint given by its absolute path.
+    weights = load_model(spec).save(root / "weights & <w>.pt")
+    from_file = ModelSpec(weights=str(weights.resolve()))
+    attribute_store(from_file, [str(images)], root / "reports", options)
+    attribute_store(from_file, [], root / "exemplars", options, exemplars=grid)
+    report_model(from_file, root / "model", ReportConfig(steps=1, icon_size=16))
+    site = root / "site"
+    build_viewer(
+        site,
+        run_url=store,
+        grid_url=grid,
+        render_dir=root / "render",
+        classes_dir=root / "classes",
+        class_measures=root / "measures.json",
+        exemplar_reports=root / "exemplars",
+        reports=root / "reports",
+        model_report=root / "model",
+        title=TITLE,
+    )
+    return site, root
+
+
+def test_no_built_page_names_a_path_of_the_build_machine(hostile_site):
+    site, root = hostile_site
+    machine = {str(root), str(root.resolve()), os.getcwd(), str(Path.home())}
+    checked = 0
+    for path in site.rglob("*"):
+        if path.suffix in (".html", ".json", ".js", ".css", ".dzi", ".xml", ".yaml"):
+            text = path.read_text()
+            for prefix in machine:
+                assert prefix not in text, (path.relative_to(site), prefix)
+            checked += 1
+    assert checked > 20
+
+
+def test_cell_data_names_images_by_their_path_under_the_source(hostile_site):
+    site, _ = hostile_site
+    names = [
+        exemplar["path"]
+        for block in (site / "cells").rglob("*.json")
+        for cell in json.loads(block.read_text())
+        for exemplar in cell["exemplars"]
+    ]
+    expected = {f"{klass}/{name}" for klass in CLASSES for name in FILES}
+    assert names and set(names) <= expected
+
+
+def test_nothing_runs_and_every_name_shows_literally(hostile_site):
+    from playwright.sync_api import sync_playwright
+
+    site, _ = hostile_site
+    server, url = serve_in_background(site)
+    dialogs, problems = [], []
+    try:
+        with sync_playwright() as playwright:
+            browser = launch(playwright)
+            # Narrow enough that the coarsest level shows when zoomed out.
+            page = browser.new_page(viewport={"width": 360, "height": 640})
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on(
+                "console",
+                lambda m: problems.append(f"console {m.text}") if m.type == "error" else None,
+            )
+            page.on("pageerror", lambda e: problems.append(f"page error {e}"))
+
+            def pwned():
+                return page.evaluate("typeof window.__pwned !== 'undefined'")
+
+            page.goto(url)
+            page.wait_for_selector("body[data-ready=true]", timeout=30000)
+            width = page.evaluate("document.querySelector('#map').clientWidth")
+            assert page.title() == TITLE and page.inner_text("#title") == TITLE
+            options = page.eval_on_selector_all(
+                "#class-names option", "(els) => els.map((e) => e.value)"
+            )
+            assert sorted(options) == sorted(CLASSES)
+            atlas = json.loads((site / "atlas.json").read_text())
+            shown_classes = set()
+            for level in atlas["levels"]:
+                size = level["size"]
+                for block in (site / "cells" / str(size)).glob("*.json"):
+                    for cell in json.loads(block.read_text()):
+                        page.evaluate(f"atlasViewer.zoomToCell({size}, {cell['cell']}, 6)")
+                        until(page, f"atlasViewer.level() === {size}")
+                        at = page.evaluate(f"atlasViewer.cellCenter({size}, {cell['cell']})")
+                        page.mouse.move(at["x"], at["y"])
+                        page.wait_for_selector(
+                            f"#tooltip[data-cell='{cell['cell']}']:not([hidden])", timeout=5000
+                        )
+                        tooltip = page.inner_text("#tooltip")
+                        for c, _ in cell["classes"]:
+                            assert CLASSES_SORTED[c] in tooltip
+                            shown_classes.add(CLASSES_SORTED[c])
+                        page.mouse.click(at["x"], at["y"])
+                        page.wait_for_selector(f"#panel[data-cell='{cell['cell']}']", timeout=5000)
+                        panel = page.locator("#panel")
+                        for exemplar in cell["exemplars"]:
+                            titles = panel.locator(".exemplars img").evaluate_all(
+                                "(els) => els.map((e) => e.title)"
+                            )
+                            assert exemplar["path"] in titles
+                        page.click("#close")  # the panel narrows the map: wait until it is back
+                        until(page, f"atlasViewer.viewer.viewport.getContainerSize().x === {width}")
+                        assert not pwned()
+            assert shown_classes, "the hover showed class names"
+            for name in CLASSES:
+                page.fill("#class-filter", name)
+                page.dispatch_event("#class-filter", "change")
+            pages = ["classes.html", "model/model.html", "attribute/index.html"]
+            pages += [f"attribute/{p.name}" for p in (site / "attribute").glob("*.html")]
+            pages += [f"reports/{p.name}" for p in (site / "reports").glob("*.html")]
+            for path in pages:
+                page.goto(url + path)
+                assert not pwned(), path
+            page.goto(url + "classes.html")
+            text = page.inner_text("body")
+            for name in CLASSES:
+                assert name in text, name
+            assert '<img src=x onerror="window.__pwned=7">' in text  # the note, as text
+            page.goto(url + "attribute/index.html")
+            text = page.inner_text("body")
+            for name in FILES:
+                assert name in text, name
+            page.goto(url + "model/model.html")
+            text = page.inner_text("body")
+            for name in CLASSES:
+                assert name in text, name
+            browser.close()
+    finally:
+        server.shutdown()
+    assert dialogs == [] and problems == []
+
+
+CLASSES_SORTED = sorted(CLASSES)
+
+
+def until(page, expression: str, timeout: float = 10.0) -> None:
+    """Poll a JavaScript expression from Python (the site's CSP forbids the eval that
+    Playwright's own wait_for_function uses for polling)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(50)
