@@ -288,24 +288,38 @@ class AttributeConfig(Section):
         ]
     )
     target: str | int = Field(default="pred", description="'pred', 'label' or a class index")
-    gradcam_layer: str | None = Field(default=None, description="default: the last convolution")
-    occlusion_window: PositiveInt = 16
-    occlusion_stride: PositiveInt = 8
+    gradcam_layer: str | None = Field(
+        default=None,
+        description="layer of the class activation maps (gradcam, gradcam_pp, scorecam, "
+        "layercam, eigencam); default: the output of the last block",
+    )
+    occlusion_window: PositiveInt | None = Field(
+        default=None, description="window side in px; default: the input size / 7"
+    )
+    occlusion_stride: PositiveInt | None = Field(
+        default=None, description="px between windows; default: half the window"
+    )
     occlusion_baseline: float = Field(
         default=0.0, description="fill value, in normalized input units"
     )
     perturbations_per_eval: PositiveInt = Field(default=64, description="occlusion batch (memory)")
     ig_steps: PositiveInt = 32
+    smoothgrad_samples: PositiveInt = 16
+    smoothgrad_noise: float = Field(default=0.15, gt=0, description="of the input's range")
     internal_batch_size: PositiveInt = Field(
         default=32, description="integrated gradients batch (memory)"
     )
     layers: list[str] = Field(default_factory=list, description="layers shown as activation grids")
     channels_shown: PositiveInt = 16
-    randomize_layers: PositiveInt = Field(
-        default=4, description="top layers re-initialized in the sanity check"
+    randomize_layers: PositiveInt | None = Field(
+        default=None,
+        description="blocks re-initialized one by one, top down, in the cascading "
+        "randomization check (default: every block)",
     )
     randomization_flag: float = Field(
-        default=0.7, description="flag maps at least this similar after randomizing"
+        default=0.7,
+        description="flag maps whose rank correlation with the original is still at least "
+        "this after the cascade",
     )
     deletion_steps: PositiveInt = 16
     batch_size: PositiveInt = 16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -29,6 +30,40 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
         + choices_hint(name, layer_names(model), label="layers")
         + "; `atlas layers` lists them all"
     )
+
+
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+NORMS = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+)
+
+
+def blocks(model: nn.Module) -> list[list[str]]:
+    """The model's blocks, bottom to top (registration order): what a person calls its
+    layers. Pure containers (``Sequential``, ``ModuleList``) are opened, modules without
+    parameters are left out, and a normalization layer belongs to the block before it (a
+    BatchNorm is not a layer of its own). Each block is the list of module names that make
+    it, e.g. ``["conv1", "bn1"]``, ``["layer4.1"]``, ``["fc"]`` on a ResNet."""
+    found: list[list[str]] = []
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        for name, child in module.named_children():
+            full = prefix + name
+            if not any(True for _ in child.parameters()):
+                continue
+            if isinstance(child, CONTAINERS):
+                visit(full + ".", child)
+            elif isinstance(child, NORMS) and found:
+                found[-1].append(full)
+            else:
+                found.append([full])
+
+    visit("", model)
+    return found
 
 
 class Hooks:
@@ -87,6 +122,8 @@ class LayerRow:
     params: int
     trainable: str  # "yes", "no", "partial", or "" for modules without parameters
     calls: int
+    input_shape: tuple[int, ...] | None = None  # of the first tensor argument (first call)
+    finished: int = -1  # when its last call returned, counted over all modules (-1: never)
 
 
 @dataclass(frozen=True)
@@ -122,13 +159,19 @@ def summarize(
     """
     device = device or next((p.device for p in model.parameters()), torch.device("cpu"))
     shapes: dict[str, tuple[int, ...] | None] = {}
+    inputs: dict[str, tuple[int, ...] | None] = {}
     calls: dict[str, int] = {}
+    finished: dict[str, int] = {}
+    clock = itertools.count()
 
     def record(name: str, module, args, output) -> None:
         calls[name] = calls.get(name, 0) + 1
+        finished[name] = next(clock)
         if name not in shapes:
             tensor = output if isinstance(output, torch.Tensor) else _first_tensor(output)
             shapes[name] = tuple(tensor.shape[1:]) if tensor is not None else None
+            first = _first_tensor(args)
+            inputs[name] = tuple(first.shape[1:]) if first is not None else None
 
     named = [(name, m) for name, m in model.named_modules() if name]
     was_training = model.training
@@ -161,6 +204,8 @@ def summarize(
                 params=sum(p.numel() for p in params),
                 trainable=trainable,
                 calls=calls.get(name, 0),
+                input_shape=inputs.get(name),
+                finished=finished.get(name, -1),
             )
         )
     unique = {id(p): p for p in model.parameters()}.values()

@@ -1,13 +1,13 @@
 """Make the README's pictures from a built demo site (`make demo` first).
 
-    .venv/bin/python docs/screenshots.py outputs/demo/site outputs/demo/grid.zarr
+    .venv/bin/python docs/screenshots.py outputs/demo/site outputs/demo/grid.zarr \
+        outputs/demo/attribute
 
 Writes docs/viewer.png (the atlas with a cell hovered and its exemplars open) and
 docs/report.png (the attribution report of a swapped desert leopard), scaled down and
 reduced to a small palette so they stay light in the repository.
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,7 +15,8 @@ import numpy as np
 import zarr
 from PIL import Image
 
-from atlas.viewer.browser import launch
+from atlas.store.reports import read_report_index
+from atlas.viewer.browser import launch, wait_until
 from atlas.viewer.server import serve_in_background
 
 HERE = Path(__file__).resolve().parent
@@ -33,20 +34,19 @@ def busiest_cell(grid: Path, size: int) -> int:
     return int(np.argmax(counts))
 
 
-def swapped_report(site: Path) -> str:
+def swapped_report(reports: Path) -> str:
     """The first report page of a desert leopard shown on snow (test-swapped)."""
-    listing = json.loads((site / "attribute" / "reports.json").read_text())
     pages = [
         f"{entry['stem']}.html"
-        for entry in listing
-        if "test-swapped" in entry["path"] and "desert_leopard" in entry["path"]
+        for entry in read_report_index(reports)
+        if "test-swapped" in entry["source"] and entry["image"].startswith("desert_leopard/")
     ]
     if not pages:
-        raise SystemExit(f"no swapped desert leopard among the reports in {site / 'attribute'}")
+        raise SystemExit(f"no swapped desert leopard among the reports in {reports}")
     return "attribute/" + pages[0]
 
 
-def main(site: str, grid: str) -> None:
+def main(site: str, grid: str, reports: str) -> None:
     from playwright.sync_api import sync_playwright
 
     site_dir = Path(site)
@@ -56,7 +56,7 @@ def main(site: str, grid: str) -> None:
         page = browser.new_page(viewport={"width": 1280, "height": 760})
         page.goto(url)
         page.wait_for_selector("body[data-ready=true]", timeout=60000)
-        page.wait_for_function("atlasViewer.drawn()", timeout=60000)
+        wait_until(page, "atlasViewer.drawn()", 60)
         level = page.evaluate("atlasViewer.level()")
         cell = busiest_cell(Path(grid), level)
         point = page.evaluate(f"atlasViewer.cellCenter({level}, {cell})")
@@ -70,7 +70,7 @@ def main(site: str, grid: str) -> None:
         page.wait_for_timeout(1500)
         page.screenshot(path=str(HERE / "viewer.png"))
 
-        page.goto(url + swapped_report(site_dir))
+        page.goto(url + swapped_report(Path(reports)))
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(HERE / "report.png"))
         browser.close()
@@ -81,4 +81,6 @@ def main(site: str, grid: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*(sys.argv[1:] or ["outputs/demo/site", "outputs/demo/grid.zarr"]))
+    main(
+        *(sys.argv[1:] or ["outputs/demo/site", "outputs/demo/grid.zarr", "outputs/demo/attribute"])
+    )

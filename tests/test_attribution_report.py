@@ -84,7 +84,7 @@ def test_pages_are_valid_and_reference_only_existing_files(reports):
         check_page(page)
     text = next(p for p in reports.glob("*.html") if p.name != "index.html").read_text()
     for phrase in (
-        "Randomization similarity",
+        "Cascading randomization",
         "Deletion AUC",
         "scale:",
         "native resolution",

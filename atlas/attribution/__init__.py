@@ -5,16 +5,26 @@ normalized inputs (B, 3, H, W) and target classes (B,), get maps (B, H, W) at th
 resolution. Every method releases whatever it hooked, even when it fails.
 """
 
-from atlas.attribution import gradcam, guided_backprop, integrated_gradients, occlusion, saliency
+from atlas.attribution import (
+    cam_variants,
+    gradcam,
+    guided_backprop,
+    integrated_gradients,
+    occlusion,
+    saliency,
+    smoothgrad,
+)
 from atlas.attribution.base import METHODS, Attribution, make_method
 
 __all__ = [
     "METHODS",
     "Attribution",
+    "cam_variants",
     "gradcam",
     "guided_backprop",
     "integrated_gradients",
     "make_method",
     "occlusion",
     "saliency",
+    "smoothgrad",
 ]

@@ -39,12 +39,13 @@ class Occlusion(Attribution):
 
     @classmethod
     def configured(cls, model, options: AttributeConfig) -> Occlusion:
+        """Unset, the window is a seventh of the input's side (32 px at 224, as in the
+        occlusion benchmark) and the stride half the window: the same share of the image
+        whatever the input size."""
+        window = options.occlusion_window or max(2, round(model.preprocessing.input_size / 7))
+        stride = options.occlusion_stride or max(1, window // 2)
         return cls(
-            model,
-            options.occlusion_window,
-            options.occlusion_stride,
-            options.occlusion_baseline,
-            options.perturbations_per_eval,
+            model, window, stride, options.occlusion_baseline, options.perturbations_per_eval
         )
 
     def positions(self, height: int, width: int) -> list[tuple[int, int]]:

@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from atlas.attribution import make_method
-from atlas.attribution.metrics import deletion_insertion, randomization_similarity
+from atlas.attribution.metrics import (
+    DELETION_BASELINE,
+    INSERTION_BASELINE,
+    Cascade,
+    Curves,
+    cascading_randomization,
+    deletion_insertion,
+)
 from atlas.config import AttributeConfig
 from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
 from atlas.errors import AtlasError
@@ -157,27 +164,21 @@ def attribute_images(
         current = reports[-len(batch) :]
         for name, method in methods.items():
             maps = method.attribute(inputs, target.to(model.device))
-            similarity = randomization_similarity(
+            cascade = cascading_randomization(
                 lambda m, name=name: make_method(name, m, options),
                 model,
                 inputs,
                 target.to(model.device),
-                layers=options.randomize_layers,
+                steps=options.randomize_layers,
                 original=maps,
             )
-            deletion, insertion = deletion_insertion(
+            curves = deletion_insertion(
                 model, inputs, target.to(model.device), maps, steps=options.deletion_steps
             )
-            for report, values, sim, dele, ins in zip(
-                current, maps.cpu().numpy(), similarity, deletion, insertion, strict=True
-            ):
+            for i, (report, values) in enumerate(zip(current, maps.cpu().numpy(), strict=True)):
                 np.save(out / f"{report.stem}.{name}.npy", values.astype(np.float32))
                 scales[name].observe(values)
-                report.trust[name] = {
-                    "randomization": float(sim),
-                    "deletion": float(dele),
-                    "insertion": float(ins),
-                }
+                report.trust[name] = _trust(cascade, curves, i)
         if options.layers:
             _layer_grids(model, inputs, current, options, out)
     for scale in scales.values():
@@ -192,6 +193,32 @@ def attribute_images(
             )
     _write_pages(out, model, reports, methods, scales, skipped, options)
     return reports
+
+
+def _trust(cascade: Cascade, curves: Curves, i: int) -> dict:
+    """Image ``i``'s checks, as the report index records them (None where undefined)."""
+    return {
+        # After the last step of the cascade; None when the map became all zero.
+        "randomization": _number(cascade.spearman_abs[i, -1]) if cascade.steps else None,
+        "map_zero": bool(cascade.original_zero[i]),
+        "randomization_zero_at": (
+            cascade.steps[int(np.argmax(cascade.zero[i]))] if cascade.zero[i].any() else None
+        ),
+        "cascade": {
+            "steps": cascade.steps,
+            "spearman_abs": [_number(v) for v in cascade.spearman_abs[i]],
+            "spearman_signed": [_number(v) for v in cascade.spearman_signed[i]],
+            "ssim": [_number(v) for v in cascade.ssim[i]],
+        },
+        "deletion": float(curves.deletion_auc[i]),
+        "insertion": float(curves.insertion_auc[i]),
+        "deletion_curve": [round(float(v), 4) for v in curves.deletion[i]],
+        "insertion_curve": [round(float(v), 4) for v in curves.insertion[i]],
+    }
+
+
+def _number(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 4)
 
 
 def _targets(
@@ -258,6 +285,7 @@ def _write_pages(out: Path, model: LoadedModel, reports, methods, scales, skippe
             descriptions=descriptions,
             scales={n: s.describe() for n, s in scales.items()},
             flags=flags,
+            baselines={"deletion": DELETION_BASELINE, "insertion": INSERTION_BASELINE},
             previous=reports[i - 1].stem if i > 0 else None,
             next=reports[i + 1].stem if i + 1 < len(reports) else None,
         )

@@ -14,9 +14,28 @@ from atlas.version import package_version
 
 @cache
 def _environment() -> Environment:
-    return Environment(
+    env = Environment(
         loader=PackageLoader("atlas.reports", "templates"), autoescape=select_autoescape(["html"])
     )
+    env.filters["points"] = svg_points
+    return env
+
+
+def svg_points(
+    values, low: float = 0.0, high: float = 1.0, width: float = 200, height: float = 80
+) -> str:
+    """The ``points`` of an SVG polyline through ``values`` spaced evenly across
+    ``width``, ``low`` at the bottom and ``high`` at the top; undefined values (None,
+    NaN) are left out. Charts are inline SVG: no script, no inline style."""
+    values = list(values)
+    step = width / max(len(values) - 1, 1)
+    points = []
+    for i, value in enumerate(values):
+        if value is None or value != value:
+            continue
+        y = height - (min(max(value, low), high) - low) / (high - low) * height
+        points.append(f"{i * step:.1f},{y:.1f}")
+    return " ".join(points)
 
 
 def render_page(template: str, **context: Any) -> str:

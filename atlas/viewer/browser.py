@@ -2,6 +2,7 @@
 pictures drive it through Playwright (a dev dependency, passed in, never imported here)."""
 
 import shutil
+import time
 from pathlib import Path
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
@@ -19,3 +20,14 @@ FLAGS = [
 def launch(playwright):
     """A headless Chromium browser from a ``sync_playwright()`` context."""
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+
+
+def wait_until(page, expression: str, timeout: float = 10.0) -> None:
+    """Poll a JavaScript expression in a page until it is true (seconds). The site's
+    Content-Security-Policy forbids the eval that Playwright's ``wait_for_function`` polls
+    with, so the polling happens here."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {expression}")
+        page.wait_for_timeout(50)

@@ -5,8 +5,8 @@ from helpers import no_hooks_left
 from torch import nn
 
 from atlas.attribution import METHODS, make_method
-from atlas.attribution.gradcam import GradCAM, last_conv_layer
-from atlas.attribution.metrics import deletion_insertion, randomization_similarity
+from atlas.attribution.gradcam import GradCAM, last_block
+from atlas.attribution.metrics import cascading_randomization, deletion_insertion
 from atlas.attribution.occlusion import Occlusion
 from atlas.config import AttributeConfig, ModelSpec
 from atlas.models import LoadedModel, Preprocessing, load_model
@@ -62,7 +62,7 @@ def test_gradcam_equals_cam_on_a_global_average_pooled_network():
     model = wrap(nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head))
     inputs = torch.randn(1, 3, 16, 16)
     cam_method = GradCAM(model)
-    assert cam_method.layer == "0" == last_conv_layer(model.module)
+    assert cam_method.layer == "0" == last_block(model)
     maps = cam_method.attribute(inputs, torch.tensor([2]))
     with torch.no_grad():
         cam = torch.einsum("k,khw->hw", head.weight[2], conv(inputs)[0])
@@ -74,10 +74,10 @@ def test_gradcam_warns_when_too_coarse_and_names_a_finer_layer():
     model = load_model(ModelSpec(arch="resnet18", num_classes=4, input_size=64))
     method = GradCAM(model)
     method.attribute(torch.randn(1, 3, 64, 64), torch.tensor([0]))
-    assert method.layer == "layer4.1.conv2" and method.resolution == (2, 2)
+    assert method.layer == "layer4" and method.resolution == (2, 2)
     assert (
         "2x2 is too coarse" in method.describe()
-        and "gradcam_layer=layer3.1.conv2 (4x4)" in method.describe()
+        and "gradcam_layer=layer3 (4x4)" in method.describe()
     )
 
 
@@ -137,14 +137,47 @@ class EdgeDetector:
         return (inputs[:, :, 1:, 1:] - inputs[:, :, :-1, :-1]).abs().sum(dim=1)
 
 
-def test_randomization_check_flags_a_method_that_ignores_the_model(cnn, batch):
+def test_cascading_randomization_flags_a_method_that_ignores_the_model(cnn, batch):
     inputs, target = batch
-    ignoring = randomization_similarity(EdgeDetector, cnn, inputs, target)
-    assert np.allclose(ignoring, 1.0)
-    saliency = randomization_similarity(
-        lambda m: make_method("saliency", m), cnn, inputs, target, layers=4
-    )
-    assert (saliency < 0.9).all()
+    ignoring = cascading_randomization(EdgeDetector, cnn, inputs, target)
+    # Top down, one block at a time: the demo CNN's fc, then block4 ... block1.
+    assert ignoring.steps == ["fc", "block4", "block3", "block2", "block1"]
+    for curve in (ignoring.spearman_abs, ignoring.spearman_signed, ignoring.ssim):
+        assert curve.shape == (2, 5) and np.allclose(curve, 1.0)
+    saliency = cascading_randomization(lambda m: make_method("saliency", m), cnn, inputs, target)
+    assert (saliency.spearman_abs[:, -1] < 0.9).all() and not saliency.zero.any()
+    flags = [p.requires_grad for p in cnn.module.parameters()]
+    again = cascading_randomization(lambda m: make_method("saliency", m), cnn, inputs, target)
+    assert np.array_equal(again.spearman_abs, saliency.spearman_abs)  # seeded; model untouched
+    assert [p.requires_grad for p in cnn.module.parameters()] == flags
+
+
+class FlipsOnceRandomized:
+    """A signed 'method' whose map flips sign on any randomized copy of the model."""
+
+    original = None
+
+    def __init__(self, model):
+        self.sign = 1.0 if model is FlipsOnceRandomized.original else -1.0
+
+    def attribute(self, inputs, target):
+        return self.sign * inputs[:, 0]
+
+
+class VanishesOnceRandomized(FlipsOnceRandomized):
+    def attribute(self, inputs, target):
+        return inputs[:, 0] if self.sign > 0 else torch.zeros_like(inputs[:, 0])
+
+
+def test_the_cascade_ranks_the_absolute_and_the_signed_map_and_names_all_zero_maps(cnn, batch):
+    inputs, target = batch
+    FlipsOnceRandomized.original = cnn
+    flipped = cascading_randomization(FlipsOnceRandomized, cnn, inputs, target, steps=2)
+    assert flipped.steps == ["fc", "block4"]
+    assert np.allclose(flipped.spearman_abs, 1.0) and np.allclose(flipped.spearman_signed, -1.0)
+    vanished = cascading_randomization(VanishesOnceRandomized, cnn, inputs, target, steps=2)
+    assert vanished.zero.all() and np.isnan(vanished.spearman_abs).all()
+    assert not vanished.original_zero.any()
 
 
 def test_deletion_and_insertion_reward_the_map_that_points_at_the_evidence():
@@ -159,9 +192,15 @@ def test_deletion_and_insertion_reward_the_map_that_points_at_the_evidence():
     right = torch.zeros(1, 16, 16)
     right[0, 2:6, 2:6] = 1.0
     wrong = 1.0 - right
-    deletion_right, insertion_right = deletion_insertion(model, image, torch.tensor([0]), right)
-    deletion_wrong, insertion_wrong = deletion_insertion(model, image, torch.tensor([0]), wrong)
-    assert deletion_right[0] < deletion_wrong[0] and insertion_right[0] > insertion_wrong[0]
+    good = deletion_insertion(model, image, torch.tensor([0]), right)
+    bad = deletion_insertion(model, image, torch.tensor([0]), wrong)
+    assert good.deletion_auc[0] < bad.deletion_auc[0]
+    assert good.insertion_auc[0] > bad.insertion_auc[0]
+    # RISE's baselines: deletion ends on the all-zero image, insertion starts from the blur.
+    zero = torch.softmax(model.module(torch.zeros_like(image)), dim=1)[0, 0].item()
+    assert good.deletion[0, -1] == pytest.approx(zero) and good.fractions[-1] == 1.0
+    full = torch.softmax(model.module(image), dim=1)[0, 0].item()
+    assert good.deletion[0, 0] == pytest.approx(full) == good.insertion[0, -1]
 
 
 def test_unknown_method_names_the_choices(cnn):

@@ -24,7 +24,7 @@ import pyvips
 import zarr
 
 from atlas.store.render import IconCache
-from atlas.viewer.browser import launch
+from atlas.viewer.browser import launch, wait_until
 from atlas.viewer.build import STATIC, _write_level, node_modules
 from atlas.viewer.server import serve_in_background
 
@@ -123,7 +123,7 @@ def main() -> None:
                     "new Promise(r => { const v = atlasViewer.viewer; if (v.world.getItemAt(0).getTilesToDraw?.().length) r(); v.addOnceHandler('tile-drawn', () => r()); })"
                 )
                 first.append(time.perf_counter() - start)
-                page.wait_for_function("atlasViewer.drawn()", timeout=60000)
+                wait_until(page, "atlasViewer.drawn()", 60)
                 full.append(time.perf_counter() - start)
                 entries = page.evaluate(
                     "performance.getEntriesByType('resource').map(e => [e.name, e.encodedBodySize])"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from atlas.viewer.browser import CHROMIUM, launch
+from atlas.viewer.browser import CHROMIUM, launch, wait_until
 from atlas.viewer.server import serve_in_background
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -57,7 +57,7 @@ def test_loads_without_errors_and_draws_tiles(browser_page):
     page.screenshot(path=str(ARTIFACTS / "viewer-start.png"))
     assert page.title() == "Tiny atlas"
     assert page.evaluate("atlasViewer.level()") == 4  # the finest level whose cells are big enough
-    page.wait_for_function("atlasViewer.drawn()", timeout=10000)
+    wait_until(page, "atlasViewer.drawn()", 10)
     assert problems == []
 
 
@@ -65,18 +65,18 @@ def test_zooming_in_switches_to_finer_levels(browser_page, tiny_site):
     page, problems, _ = browser_page
     cell, _ = busiest_cell(tiny_site, 8)
     page.evaluate(f"atlasViewer.zoomToCell(8, {cell}, 4)")
-    page.wait_for_function("atlasViewer.level() === 8", timeout=10000)
+    wait_until(page, "atlasViewer.level() === 8", 10)
     assert page.locator("#level").get_attribute("data-size") == "8"
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "viewer-zoomed.png"))
     page.evaluate("atlasViewer.viewer.viewport.goHome(true)")
-    page.wait_for_function("atlasViewer.level() === 4", timeout=10000)
+    wait_until(page, "atlasViewer.level() === 4", 10)
     page.evaluate(
         "atlasViewer.viewer.viewport.zoomTo(atlasViewer.viewer.viewport.getMinZoom(), null, true)"
     )
-    page.wait_for_function("atlasViewer.level() === 2", timeout=10000)
+    wait_until(page, "atlasViewer.level() === 2", 10)
     page.evaluate("atlasViewer.viewer.viewport.goHome(true)")
-    page.wait_for_function("atlasViewer.level() === 4", timeout=10000)
+    wait_until(page, "atlasViewer.level() === 4", 10)
     assert problems == []
 
 

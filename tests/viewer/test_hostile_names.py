@@ -4,14 +4,13 @@ may name a path of the machine that built it."""
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from atlas.viewer.browser import CHROMIUM, launch
+from atlas.viewer.browser import CHROMIUM, launch, wait_until
 from atlas.viewer.server import serve_in_background
 
 pytestmark = pytest.mark.skipif(
@@ -187,7 +186,7 @@ def test_nothing_runs_and_every_name_shows_literally(hostile_site):
                 for block in (site / "cells" / str(size)).glob("*.json"):
                     for cell in json.loads(block.read_text()):
                         page.evaluate(f"atlasViewer.zoomToCell({size}, {cell['cell']}, 6)")
-                        until(page, f"atlasViewer.level() === {size}")
+                        wait_until(page, f"atlasViewer.level() === {size}")
                         at = page.evaluate(f"atlasViewer.cellCenter({size}, {cell['cell']})")
                         page.mouse.move(at["x"], at["y"])
                         page.wait_for_selector(
@@ -206,7 +205,9 @@ def test_nothing_runs_and_every_name_shows_literally(hostile_site):
                             )
                             assert exemplar["path"] in titles
                         page.click("#close")  # the panel narrows the map: wait until it is back
-                        until(page, f"atlasViewer.viewer.viewport.getContainerSize().x === {width}")
+                        wait_until(
+                            page, f"atlasViewer.viewer.viewport.getContainerSize().x === {width}"
+                        )
                         assert not pwned()
             assert shown_classes, "the hover showed class names"
             for name in CLASSES:
@@ -238,12 +239,3 @@ def test_nothing_runs_and_every_name_shows_literally(hostile_site):
 
 
 CLASSES_SORTED = sorted(CLASSES)
-
-
-def until(page, expression: str, timeout: float = 10.0) -> None:
-    """Poll a JavaScript expression from Python (the site's CSP forbids the eval that
-    Playwright's own wait_for_function uses for polling)."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
-        page.wait_for_timeout(50)
