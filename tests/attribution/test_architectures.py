@@ -166,3 +166,53 @@ def test_occlusion_defaults_scale_with_the_input(size, window, stride):
     assert (method.window, method.stride) == (window, stride)
     explicit = make_method("occlusion", model, AttributeConfig(occlusion_window=5))
     assert (explicit.window, explicit.stride) == (5, 2)
+
+
+@pytest.mark.parametrize(
+    "arch", ["resnet18", "vgg11", "googlenet", "mobilenet_v3_small", "atlas.demo.net:DemoCNN"]
+)
+def test_incremental_occlusion_equals_captum_on_every_kind_of_network(arch):
+    """Residual sums, inception concatenations, ceil-mode pooling, squeeze-and-excitation:
+    the incremental maps are Captum's (windows clipped at the border included)."""
+    from captum.attr import Occlusion as CaptumOcclusion
+
+    from atlas.attribution.occlusion import Occlusion
+
+    # GoogLeNet's own initialization (std 0.01) leaves a random network's output constant.
+    kwargs = {"init_weights": False} if arch == "googlenet" else {}
+    model = load_model(ModelSpec(arch=arch, num_classes=7, input_size=61, kwargs=kwargs), seed=0)
+    inputs = torch.randn(2, 3, 61, 61, generator=torch.Generator().manual_seed(4))
+    target = torch.tensor([2, 5])
+    ours = Occlusion(model, window=13, stride=6, perturbations_per_eval=16)
+    assert ours.incremental
+    maps = ours.attribute(inputs, target)
+    theirs = CaptumOcclusion(model.module).attribute(
+        inputs, sliding_window_shapes=(3, 13, 13), strides=(3, 6, 6), baselines=0.0, target=target
+    )[:, 0]
+    assert (maps - theirs).abs().max() <= 1e-4 * max(1.0, float(theirs.abs().max()))
+    assert theirs.abs().max() > 0
+
+
+def test_occlusion_recomputes_whole_images_where_the_network_cannot_be_traced():
+    from atlas.attribution.occlusion import Occlusion
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+        def forward(self, x):
+            features = self.conv(x).mean(dim=(2, 3))
+            if features.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                features = features * 2
+            return self.head(features)
+
+    torch.manual_seed(0)
+    model = wrap(Branchy(), size=12)
+    method = Occlusion(model, window=4, stride=4)
+    assert not method.incremental
+    reference = Occlusion(model, window=4, stride=4, incremental=False)
+    inputs = torch.randn(1, 3, 12, 12)
+    assert torch.equal(
+        method.attribute(inputs, torch.tensor([1])), reference.attribute(inputs, torch.tensor([1]))
+    )
