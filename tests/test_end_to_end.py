@@ -217,3 +217,17 @@ def test_the_imagenet_recipe_at_toy_size_on_random_weights(tiny_world, tmp_path)
     assert (
         zarr.open_group(store, mode="r")["inception4c"]["attribution"].shape[1] == 5
     )  # top-5 of 1000 classes
+    # Reports on GoogLeNet, whose ReLUs are functions: guided backprop is not the gradient.
+    reports = tmp_path / "reports"
+    args = [*toy, "-s", "attribute.per_class=null", "-s", "attribute.limit=2"]
+    args += ["-s", "attribute.layers=[]", "-s", "attribute.randomize_layers=2"]
+    args += ["--methods", "saliency,guided_backprop,gradcam", "--out", str(reports)]
+    assert main(["attribute", "--config", config, *args, "--images", str(tiny_world / "test")]) == 0
+    stems = [p.stem for p in reports.glob("*.html") if p.name != "index.html"]
+    assert len(stems) == 2
+    for stem in stems:
+        saliency = np.load(reports / f"{stem}.saliency.npy")
+        guided = np.load(reports / f"{stem}.guided_backprop.npy")
+        assert np.abs(guided - saliency).max() > 0.1 * np.abs(saliency).max()
+        page = (reports / f"{stem}.html").read_text()
+        assert "Grad-CAM on inception5b" in page and "Cascading randomization" in page
