@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Cluster:
     """Where tasks run. ``scheduler``: None for a new local cluster, ``"inline"`` for this
-    process without Dask, or the address of a running scheduler (``tcp://host:8786``)."""
+    process without Dask, the address of a running scheduler (``tcp://host:8786``), or a
+    ``dask.distributed.Client`` already connected (a notebook's), which is left open."""
 
-    scheduler: str | None = None
+    scheduler: Any = None
     workers: int | None = None  # local cluster size (default: one per core)
     processes: bool = False  # local workers as processes instead of threads
     in_process: bool = False  # force threads (data that lives only in this process)
@@ -80,6 +81,9 @@ def dask_client(cluster: Cluster) -> Iterator:
     logging.getLogger("distributed").setLevel(
         logging.INFO if log.isEnabledFor(logging.INFO) else logging.ERROR
     )
+    if isinstance(cluster.scheduler, Client):
+        yield cluster.scheduler
+        return
     if cluster.scheduler:
         with Client(cluster.scheduler) as client:
             yield client

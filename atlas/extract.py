@@ -21,9 +21,9 @@ import torch
 
 from atlas.config import ExtractConfig
 from atlas.data import UnusableImage, read_pixels
-from atlas.errors import AtlasError
-from atlas.layers import capture, get_layer
+from atlas.layers import get_layer
 from atlas.models import LoadedModel
+from atlas.runtime import thread_copy
 from atlas.store import LayerGeometry, RunLayout, open_run
 
 log = logging.getLogger(__name__)
@@ -31,30 +31,20 @@ log = logging.getLogger(__name__)
 ALL_CLASSES_UP_TO = 32  # attribution "auto": every class up to this many, else the top-k
 
 
-class LayerShapeError(AtlasError, ValueError):
-    """A layer whose output is not an activation map or vector."""
-
-
 # The per-batch computation (pure: tensors in, arrays out) --------------------------------
 
 
 def probe_layers(loaded: LoadedModel, options: ExtractConfig) -> tuple[LayerGeometry, ...]:
-    """Each layer's output shape at the model's input size, and its samples per image."""
+    """Each layer's output shape at the model's input size, read as maps or vectors
+    (:meth:`atlas.models.LoadedModel.views`), and its samples per image."""
     size = loaded.preprocessing.input_size
     for name in options.layers:
         get_layer(loaded.module, name)
-    with torch.no_grad(), capture(loaded.module, options.layers) as outputs:
+    with torch.no_grad(), loaded.capture(options.layers) as outputs:
         loaded.module(torch.zeros(1, 3, size, size, device=loaded.device))
     geometries = []
     for name in options.layers:
-        output = outputs.get(name)
-        if not isinstance(output, torch.Tensor) or output.dim() not in (2, 4):
-            shape = (
-                tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            )
-            raise LayerShapeError(
-                f"layer {name!r} outputs {shape}; extract needs (N, C, H, W) or (N, C)"
-            )
+        output = outputs[name]
         if output.dim() == 2:
             geometries.append(LayerGeometry(name, output.shape[1], 0, 0, 1, size))
             continue
@@ -76,7 +66,7 @@ def receptive_field(loaded: LoadedModel, layer: str, trials: int = 4) -> tuple[i
         image = (
             torch.randn(1, 3, size, size, generator=generator).to(loaded.device).requires_grad_()
         )
-        with capture(loaded.module, [layer], detach=False) as outputs:
+        with loaded.capture([layer], detach=False) as outputs:
             loaded.module(image)
         output = outputs[layer]
         centre = output[0, :, output.shape[2] // 2, output.shape[3] // 2]
@@ -155,7 +145,7 @@ def batch_samples(
     model = loaded.module
     names = [g.name for g in geometries]
     grad_mode = torch.enable_grad() if slots else torch.inference_mode()
-    with grad_mode, capture(model, names, detach=not slots) as outputs:
+    with grad_mode, loaded.capture(names, detach=not slots) as outputs:
         if slots:
             inputs = inputs.requires_grad_(True)  # so layer outputs carry a graph even if frozen
         logits = model(inputs)
@@ -214,14 +204,19 @@ def run_task(
     threads: int,
     decode_threads: int,
     device: str,
+    model: LoadedModel | None = None,
 ) -> dict:
     """Extract one chunk of images (read under ``image_root``) into the store and mark it
-    done. Returns counters."""
+    done, with the store's model (or ``model``, one in memory). Returns counters."""
     start = time.perf_counter()
     torch.set_num_threads(threads)
     store = open_run(store_url, mode="r+")
     options = store.extract_options()
-    loaded = store.load_model(device=device, cached=True)
+    if model is None:
+        loaded = store.load_model(device=device, cached=True)
+    else:
+        loaded = thread_copy(model)
+        loaded.module.to(device)
     layout = store.layout
     images = layout.images_of(task)
     indices = np.arange(images.start, images.stop)

@@ -26,7 +26,7 @@ from atlas.featvis import objectives
 from atlas.featvis.render import RenderResult, render, transforms_for
 from atlas.models import LoadedModel
 from atlas.rows import take_rows
-from atlas.runtime import resolve_device
+from atlas.runtime import resolve_device, thread_copy
 from atlas.store import RunStore, open_run
 from atlas.store.render import IconCache
 
@@ -93,12 +93,18 @@ def render_task(
     icons_dir: str,
     options: dict,
     device: str,
+    model: LoadedModel | None = None,
 ) -> dict:
-    """On a worker: render one batch of targets and write their icons to the cache."""
+    """On a worker: render one batch of targets with the run's model (or ``model``, one in
+    memory) and write their icons to the cache."""
     start = time.perf_counter()
     config = RenderConfig.model_validate(options)
     torch.set_num_threads(1)
-    model = open_run(run_url).load_model(device=device, cached=True)
+    if model is None:
+        model = open_run(run_url).load_model(device=device, cached=True)
+    else:
+        model = thread_copy(model)
+        model.module.to(device)
     seeds = [int(key[:8], 16) for key in keys]
     result = render_cells(model, layer, targets, seeds, config, whitening=whitening)
     cache = IconCache(icons_dir)
@@ -115,11 +121,15 @@ def render_icons(
     options: RenderConfig,
     *,
     whitening: np.ndarray | None,
-    scheduler: str | None = None,
+    scheduler=None,
+    model: LoadedModel | None = None,
 ) -> tuple[list[str], int]:
     """Make sure ``cache`` holds an icon for every target direction (N, C) of ``layer``
-    of the run's model: returns each target's icon key, and how many had to be rendered."""
+    of the run's model (``model``: the run's model in memory, for a run extracted from
+    one): returns each target's icon key, and how many had to be rendered."""
     identity = run.meta["identity"]["model"]
+    if "weights_digest" in run.meta["identity"]:  # a model in memory: its weights name it
+        identity = {**identity, "weights_digest": run.meta["identity"]["weights_digest"]}
     digest = (
         hashlib.sha256(whitening.tobytes()).hexdigest()[:16] if whitening is not None else "none"
     )
@@ -137,7 +147,7 @@ def render_icons(
         run_tasks(
             render_task,
             [(batch, np.stack([missing[k] for k in batch])) for batch in batches],
-            Cluster(scheduler, options.workers, options.processes),
+            Cluster(scheduler, options.workers, options.processes, in_process=model is not None),
             key=f"render-{run.identity_hash}-{ordered[0]}",
             desc="render",
             unit="icon",
@@ -149,6 +159,7 @@ def render_icons(
             icons_dir=str(cache.folder),
             options=options.model_dump(mode="json"),
             device=str(resolve_device(options.device)),
+            model=model,
         )
     log.info(
         "%d icons: %d rendered, %d from the cache",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -12,7 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from atlas.errors import LayerNotFoundError, choices_hint
+from atlas.errors import AtlasError, LayerNotFoundError, choices_hint
+
+MAX_PREFIX_TOKENS = 8  # class, distillation and register tokens before a ViT's patch grid
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -66,6 +69,84 @@ def blocks(model: nn.Module) -> list[list[str]]:
     return found
 
 
+class LayerOutputError(AtlasError, ValueError):
+    """A layer whose output cannot be read as activation maps or vectors."""
+
+
+@dataclass(frozen=True)
+class MapView:
+    """How a layer's output is read as activation maps (B, C, H, W) or vectors (B, C),
+    whatever its own layout: ``maps`` (B, C, H, W) as they are; ``channels_last``
+    (B, H, W, C), as Swin and some ConvNeXt stages give them; ``tokens`` (B, N, C), a
+    vision transformer's, whose first ``prefix`` tokens (class, distillation, registers)
+    are dropped and the rest restored to their ``grid`` of patches; ``vector`` (B, C).
+    A layer returning a tuple or a model output is read through its first tensor. The
+    view is differentiable: gradients reach the layer through it."""
+
+    layout: str  # "maps", "channels_last", "tokens" or "vector"
+    prefix: int = 0
+    grid: tuple[int, int] = (0, 0)
+
+    def __call__(self, output: Any) -> torch.Tensor:
+        tensor = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+        if self.layout == "channels_last":
+            return tensor.permute(0, 3, 1, 2)
+        if self.layout == "tokens":
+            patches = tensor[:, self.prefix :, :].transpose(1, 2)
+            return patches.reshape(tensor.shape[0], tensor.shape[2], *self.grid)
+        return tensor
+
+    @property
+    def identity(self) -> bool:
+        return self.layout in ("maps", "vector")
+
+    def restore(self, viewed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+        """The layer's output in its own layout again, computed from ``viewed`` (so that
+        what follows the layer depends on the viewed tensor, and gradients reach it)."""
+        if self.layout == "channels_last":
+            return viewed.permute(0, 2, 3, 1)
+        if self.layout == "tokens":
+            patches = viewed.flatten(2).transpose(1, 2)
+            return torch.cat([original[:, : self.prefix, :], patches], dim=1)
+        return viewed
+
+    def shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The viewed shape per sample of an output of ``shape`` per sample."""
+        if self.layout == "channels_last":
+            return (shape[2], shape[0], shape[1])
+        if self.layout == "tokens":
+            return (shape[1], *self.grid)
+        return tuple(shape)
+
+    @classmethod
+    def of(cls, name: str, shape: tuple[int, ...] | None, prefix: int | None = None) -> MapView:
+        """The view of a layer whose output has ``shape`` per sample (without the batch
+        dimension). Square maps are assumed (the models' inputs are square): a 3-D shape
+        (a, a, c) with c != a is channels-last; a 2-D shape (N, C) is tokens when N less a
+        few prefix tokens (``prefix`` if known) is a square grid. Anything else raises
+        :class:`LayerOutputError`, naming the layer and the shape."""
+        if shape is not None and len(shape) == 1:
+            return cls("vector")
+        if shape is not None and len(shape) == 3:
+            a, b, c = shape
+            if b == c:
+                return cls("maps")
+            if a == b:
+                return cls("channels_last")
+        if shape is not None and len(shape) == 2:
+            tokens = shape[0]
+            for skip in [prefix] if prefix is not None else range(MAX_PREFIX_TOKENS + 1):
+                side = math.isqrt(max(tokens - skip, 0))
+                if side > 0 and side * side == tokens - skip:
+                    return cls("tokens", skip, (side, side))
+        shown = "x".join(map(str, shape)) if shape else "no tensor"
+        raise LayerOutputError(
+            f"layer {name!r} outputs {shown} per image; atlas reads (C, H, W) maps, (H, W, C) "
+            "channels-last maps, (tokens, C) with a square grid of patch tokens, or (C,) "
+            "vectors: choose another layer (`atlas layers` shows every output)"
+        )
+
+
 class Hooks:
     """Owns hook handles; :meth:`release` or leaving the ``with`` block removes them all."""
 
@@ -88,9 +169,14 @@ class Hooks:
 
 @contextmanager
 def capture(
-    model: nn.Module, layers: Sequence[str], *, detach: bool = True
+    model: nn.Module,
+    layers: Sequence[str],
+    *,
+    detach: bool = True,
+    views: Mapping[str, MapView] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the outputs of the named layers during forward passes inside the block.
+    """Record the outputs of the named layers during forward passes inside the block,
+    each read through its :class:`MapView` when ``views`` names one.
 
     Yields a dict that fills as the model runs (the latest call of each layer wins).
     With ``detach=False`` the tensors stay in the autograd graph, for gradients.
@@ -99,18 +185,46 @@ def capture(
     """
     modules = {name: get_layer(model, name) for name in layers}
     outputs: dict[str, torch.Tensor] = {}
+    views = views or {}
     with Hooks() as hooks:
         for name, module in modules.items():
-            hooks.forward(module, partial(_store_output, outputs, name, detach))
+            hooks.forward(module, partial(_store_output, outputs, name, detach, views.get(name)))
         yield outputs
 
 
-def _store_output(outputs: dict, name: str, detach: bool, module, args, output):
-    if not isinstance(output, torch.Tensor):
+def _store_output(outputs: dict, name: str, detach: bool, view, module, args, output):
+    tensor = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+    if tensor is None:
         outputs[name] = output
         return None
-    outputs[name] = output.detach() if detach else output
-    return output.clone()
+    recorded = tensor.detach() if detach else tensor
+    if view is None or view.identity or detach:
+        outputs[name] = view(recorded) if view is not None else recorded
+        replacement = tensor.clone()
+    else:
+        # The network goes on from the viewed tensor, so gradients reach it.
+        outputs[name] = view(recorded)
+        replacement = view.restore(outputs[name], tensor).clone()
+    if isinstance(output, torch.Tensor):
+        return replacement
+    if isinstance(output, tuple) and output and output[0] is tensor:
+        return (replacement, *output[1:])
+    return None  # another structure: recorded, passed on unchanged
+
+
+def output_shapes(
+    model: nn.Module, layers: Sequence[str], input_size: int
+) -> dict[str, tuple[int, ...] | None]:
+    """The output shape per sample (first tensor of a structure) of each named layer, from
+    one forward pass of a zero image of ``input_size``."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.no_grad(), capture(model, layers) as outputs:
+        model(torch.zeros(1, 3, input_size, input_size, device=device))
+    shapes = {}
+    for name in layers:
+        tensor = _first_tensor(outputs.get(name))
+        shapes[name] = tuple(tensor.shape[1:]) if tensor is not None else None
+    return shapes
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,15 @@ so whatever records it records exactly what was used.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +26,16 @@ from torch import nn
 
 from atlas.config import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from atlas.errors import ModelSpecError, WeightsError, WeightsFileNotFoundError, choices_hint
+from atlas.families import HF, TIMM, Family, attach_logits, build_hf, build_timm, logits_of
+from atlas.layers import MapView, capture, output_shapes
 from atlas.version import package_version
 from atlas.weights import read_weights_file, save_checkpoint, strip_prefixes
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin", ".ckpt")
+PRETRAINED = "pretrained"  # weights: a timm or Hugging Face model's published ones
+IN_MEMORY = "memory:"  # the arch of a network handed over as an object (wrap_model)
 # Builder defaults that make torchvision's Inception models load plain state_dicts.
 TORCHVISION_DEFAULTS = {
     "googlenet": {"aux_logits": False, "init_weights": True},
@@ -70,13 +77,61 @@ class Preprocessing:
 
 @dataclass
 class LoadedModel:
-    """A network in eval mode with everything needed to feed it and read its output."""
+    """A network in eval mode with everything needed to feed it and read its output, and
+    its layers' outputs as activation maps (:meth:`capture`, whatever their layout)."""
 
     module: nn.Module
     spec: ModelSpec
     preprocessing: Preprocessing
     class_names: list[str]
     notes: list[str] = field(default_factory=list)
+    prefix_tokens: int | None = None  # tokens before a transformer's patch grid, if known
+    _views: dict[str, MapView] = field(default_factory=dict, repr=False)
+
+    def views(self, layers: Sequence[str]) -> dict[str, MapView]:
+        """How each named layer's output reads as maps or vectors (:class:`MapView`),
+        found from one forward pass at the model's input size and remembered."""
+        missing = [name for name in layers if name not in self._views]
+        if missing:
+            shapes = output_shapes(self.module, missing, self.preprocessing.input_size)
+            for name in missing:
+                self._views[name] = MapView.of(name, shapes[name], self.prefix_tokens)
+        return {name: self._views[name] for name in layers}
+
+    def view(self, layer: str) -> MapView:
+        return self.views([layer])[layer]
+
+    @cached_property
+    def fixed_size(self) -> bool:
+        """Whether the network takes its input size only (a vision transformer with fixed
+        position embeddings): tried once, with an image 8 px larger."""
+        size = self.preprocessing.input_size + 8
+        try:
+            with torch.no_grad():
+                self.module(torch.zeros(1, 3, size, size, device=self.device))
+        except (RuntimeError, ValueError, AssertionError):
+            return True
+        return False
+
+    @contextmanager
+    def capture(
+        self, layers: Sequence[str], *, detach: bool = True
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """:func:`atlas.layers.capture` with every layer read through its view: (B, C, H, W)
+        maps (tokens and channels-last outputs restored to maps) or (B, C) vectors."""
+        views = self.views(layers)
+        with capture(self.module, layers, detach=detach, views=views) as outputs:
+            yield outputs
+
+    def with_module(self, module: nn.Module) -> LoadedModel:
+        """The same model description around another network (a modified copy)."""
+        return LoadedModel(
+            module,
+            self.spec,
+            self.preprocessing,
+            self.class_names,
+            prefix_tokens=self.prefix_tokens,
+        )
 
     @property
     def num_classes(self) -> int:
@@ -108,16 +163,22 @@ def load_model(
     seed give the same network. Raises :class:`ModelSpecError`, :class:`WeightsError` or
     :class:`WeightsFileNotFoundError` with a one-line reason.
     """
+    if spec.arch and spec.arch.startswith(IN_MEMORY):
+        raise ModelSpecError(
+            f"{spec.arch} was a network in memory and cannot be rebuilt from its spec: "
+            "pass the model itself (atlas.models.wrap_model) to the stage"
+        )
     notes: list[str] = []
     state_dict, meta = None, {}
-    enum = None
-    if spec.weights and _looks_like_file(spec.weights):
+    enum, family = None, Family()
+    if spec.weights and spec.weights != PRETRAINED and _looks_like_file(spec.weights):
         state_dict, meta = read_weights_file(spec.weights)
     arch = spec.arch or meta.get("arch")
     if not arch:
         raise ModelSpecError("model.arch is required (the weights do not record an architecture)")
     kwargs = {**TORCHVISION_DEFAULTS.get(arch, {}), **meta.get("kwargs", {}), **spec.kwargs}
-    if spec.weights and state_dict is None:
+    pretrained = spec.weights == PRETRAINED and arch.startswith((TIMM, HF))
+    if spec.weights and state_dict is None and not pretrained:
         enum = resolve_weights_enum(arch, spec.weights)
 
     with torch.random.fork_rng(devices=[]):
@@ -130,13 +191,15 @@ def load_model(
                 notes.append(replace_head(module, num_classes, old_classes=file_classes))
         else:
             num_classes = spec.num_classes or meta.get("num_classes")
-            module = build_architecture(arch, num_classes, kwargs)
+            module, family = build_architecture(arch, num_classes, kwargs, pretrained=pretrained)
             if state_dict is not None:
                 module = _load_state_dict(module, state_dict, spec, arch, kwargs, notes)
             num_classes = _head_size(module)
 
-    preprocessing = _resolve_preprocessing(spec, meta, enum)
-    class_names = _resolve_class_names(spec, meta, enum, num_classes)
+    preprocessing = _resolve_preprocessing(spec, meta, family, enum)
+    if ":" in arch and not arch.startswith((TIMM, HF)):
+        _returns_logits(module, preprocessing.input_size)
+    class_names = _resolve_class_names(spec, meta, family, enum, num_classes)
     resolved = spec.model_copy(
         update={
             "arch": arch,
@@ -152,11 +215,75 @@ def load_model(
     module.eval().to(device)
     for note in notes:
         log.warning(note)
-    return LoadedModel(module, resolved, preprocessing, class_names, notes)
+    prefix = getattr(module, "num_prefix_tokens", None)  # timm's transformers say it
+    return LoadedModel(module, resolved, preprocessing, class_names, notes, prefix)
 
 
-def build_architecture(arch: str, num_classes: int | None, kwargs: Mapping[str, Any]) -> nn.Module:
-    """Construct an untrained network from a torchvision name or ``package.module:callable``."""
+def wrap_model(
+    module: nn.Module,
+    *,
+    input_size: int,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    class_names: Sequence[str] | None = None,
+    resize_size: int | None = None,
+    name: str | None = None,
+) -> LoadedModel:
+    """A network in memory (built or trained in a notebook, say) with its preprocessing,
+    as every stage takes a model: the stages that load a model from a spec take this
+    instead. Its output is its logits, or a structure holding them (made to return them,
+    :func:`atlas.families.attach_logits`). The spec records ``memory:<name>`` (the class
+    name by default), which no later process can rebuild."""
+    module.eval()
+    preprocessing = Preprocessing(input_size, resize_size or input_size, tuple(mean), tuple(std))
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        output = module(torch.zeros(1, 3, input_size, input_size, device=device))
+    if not isinstance(output, torch.Tensor):
+        attach_logits(module)
+        output = logits_of(output)
+    classes = output.shape[1]
+    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(classes)]
+    if len(names) != classes:
+        raise ModelSpecError(f"{len(names)} class names given for a model with {classes} classes")
+    spec = ModelSpec(
+        arch=IN_MEMORY + (name or type(module).__name__),
+        num_classes=classes,
+        input_size=input_size,
+        resize_size=preprocessing.resize_size,
+        mean=preprocessing.mean,
+        std=preprocessing.std,
+        class_names=names,
+    )
+    prefix = getattr(module, "num_prefix_tokens", None)
+    return LoadedModel(module, spec, preprocessing, names, prefix_tokens=prefix)
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A short hash of a network's parameters and buffers: what identifies a network
+    that has no file."""
+    digest = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def build_architecture(
+    arch: str, num_classes: int | None, kwargs: Mapping[str, Any], *, pretrained: bool = False
+) -> tuple[nn.Module, Family]:
+    """Construct a network from a torchvision name, ``package.module:callable``,
+    ``timm:<name>`` or ``hf:<folder or hub id>`` (untrained, unless ``pretrained`` for
+    the last two: their published weights, downloaded), with what its family says of its
+    preprocessing."""
+    if arch.startswith(TIMM):
+        return build_timm(arch[len(TIMM) :], num_classes, kwargs, pretrained=pretrained)
+    if arch.startswith(HF):
+        return build_hf(arch[len(HF) :], num_classes, pretrained=pretrained)
+    return _build_plain(arch, num_classes, kwargs), Family()
+
+
+def _build_plain(arch: str, num_classes: int | None, kwargs: Mapping[str, Any]) -> nn.Module:
     extra = dict(kwargs)
     if num_classes is not None:
         extra["num_classes"] = num_classes
@@ -285,7 +412,7 @@ def _load_state_dict(module, state, spec, arch, kwargs, notes) -> nn.Module:
     if not missing and not unexpected and mismatched and set(mismatched) <= head_keys:
         file_classes = state[f"{head_name}.weight"].shape[0]
         if spec.num_classes is None:
-            rebuilt = build_architecture(arch, file_classes, kwargs)
+            rebuilt = build_architecture(arch, file_classes, kwargs)[0]
             rebuilt.load_state_dict(state)
             return rebuilt
         kept = {k: v for k, v in state.items() if k not in head_keys}
@@ -312,6 +439,15 @@ def _load_state_dict(module, state, spec, arch, kwargs, notes) -> nn.Module:
     return module
 
 
+def _returns_logits(module: nn.Module, input_size: int) -> None:
+    """A network of the user's own returns a tensor, or is made to (:func:`attach_logits`)
+    when it returns a structure holding its logits."""
+    with torch.no_grad():
+        output = module.eval()(torch.zeros(1, 3, input_size, input_size))
+    if not isinstance(output, torch.Tensor):
+        attach_logits(module)
+
+
 def _list(label: str, items: list[str], limit: int = 4) -> str:
     if not items:
         return ""
@@ -328,21 +464,32 @@ def _head_size(module: nn.Module) -> int:
     return head.out_features if isinstance(head, nn.Linear) else head.out_channels
 
 
-def _resolve_preprocessing(spec: ModelSpec, meta: Mapping[str, Any], enum) -> Preprocessing:
+def _resolve_preprocessing(
+    spec: ModelSpec, meta: Mapping[str, Any], family: Family, enum
+) -> Preprocessing:
+    """Each field from the first that gives it: the spec, the checkpoint, the model's
+    family (timm's data config, Hugging Face's image processor), torchvision's weights,
+    ImageNet's 224 px statistics."""
     preset = enum.transforms() if enum is not None else None
-    size = (
-        spec.input_size
-        or meta.get("input_size")
-        or _first(getattr(preset, "crop_size", None))
-        or 224
+    own_size = (
+        meta.get("input_size") or family.input_size or _first(getattr(preset, "crop_size", None))
     )
+    size = spec.input_size or own_size or 224
     resize = spec.resize_size or (
-        meta.get("resize_size") or _first(getattr(preset, "resize_size", None))
-        if size == (meta.get("input_size") or _first(getattr(preset, "crop_size", None)))
+        meta.get("resize_size")
+        or family.resize_size
+        or _first(getattr(preset, "resize_size", None))
+        if size == own_size
         else None
     )
-    mean = spec.mean or meta.get("mean") or getattr(preset, "mean", None) or IMAGENET_MEAN
-    std = spec.std or meta.get("std") or getattr(preset, "std", None) or IMAGENET_STD
+    mean = (
+        spec.mean
+        or meta.get("mean")
+        or family.mean
+        or getattr(preset, "mean", None)
+        or IMAGENET_MEAN
+    )
+    std = spec.std or meta.get("std") or family.std or getattr(preset, "std", None) or IMAGENET_STD
     return Preprocessing(
         input_size=int(size),
         resize_size=int(resize or size),
@@ -366,13 +513,12 @@ def read_class_names(value: list[str] | str | None) -> list[str] | None:
 
 
 def _resolve_class_names(
-    spec: ModelSpec, meta: Mapping[str, Any], enum, num_classes: int
+    spec: ModelSpec, meta: Mapping[str, Any], family: Family, enum, num_classes: int
 ) -> list[str]:
     names = read_class_names(spec.class_names)
-    if names is None:
-        names = meta.get("class_names")
-        if names is not None and len(names) != num_classes:
-            names = None  # the checkpoint's head was replaced: its names no longer apply
+    for own in (meta.get("class_names"), family.class_names):
+        if names is None and own is not None and len(own) == num_classes:
+            names = list(own)  # (a replaced head makes the checkpoint's names not apply)
     if names is None and enum is not None:
         categories = list(enum.meta.get("categories") or [])
         names = categories if len(categories) == num_classes else None

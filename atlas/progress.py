@@ -1,4 +1,5 @@
-"""Progress bars for long work: rate and ETA on a terminal, sparse lines in logs.
+"""Progress bars for long work: rate and ETA on a terminal, a widget in a notebook
+(``tqdm.auto``), sparse lines in logs.
 
 Set ``ATLAS_PROGRESS=0`` to silence them (tests do).
 """
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
@@ -22,4 +23,6 @@ def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> tqdm:
     kwargs.setdefault("mininterval", 0.1 if interactive else 10.0)
     kwargs.setdefault("dynamic_ncols", True)
     kwargs["disable"] = kwargs.get("disable", False) or not enabled
-    return tqdm(iterable, file=sys.stderr, **kwargs)
+    if interactive:
+        kwargs["file"] = sys.stderr  # a notebook's widget has no file
+    return tqdm(iterable, **kwargs)

@@ -6,6 +6,7 @@ nothing here knows a stage.
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import torch
@@ -22,6 +23,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 _MODELS: dict[tuple, LoadedModel] = {}
+_COPIES: dict[tuple, tuple[LoadedModel, LoadedModel]] = {}
 _LOCK = threading.Lock()
 
 
@@ -39,3 +41,16 @@ def cached_model(spec: ModelSpec, *, device: str | torch.device, seed: int) -> L
             loaded.module.to(memory_format=torch.channels_last)
             _MODELS[key] = loaded
         return _MODELS[key]
+
+
+def thread_copy(loaded: LoadedModel) -> LoadedModel:
+    """A model handed over as an object, copied once per worker thread (hooks are per
+    model: threads must not share one), channels-last as :func:`cached_model`'s."""
+    key = ("object", id(loaded), threading.get_ident())
+    with _LOCK:
+        if key not in _COPIES:
+            module = copy.deepcopy(loaded.module)
+            module.to(memory_format=torch.channels_last)
+            # The original is kept too, so that its id is never another model's.
+            _COPIES[key] = (loaded, loaded.with_module(module))
+        return _COPIES[key][1]

@@ -37,7 +37,12 @@ class LibraryCAM(LayerMap):
                 p.requires_grad_(False)
             with (
                 torch.enable_grad(),
-                method(model=module, target_layers=[get_layer(module, self.layer)]) as cam,
+                method(
+                    model=module,
+                    target_layers=[get_layer(module, self.layer)],
+                    # tokens and channels-last outputs as (C, H, W) maps, as everywhere else
+                    reshape_transform=self.model.view(self.layer),
+                ) as cam,
             ):
                 maps = cam(
                     input_tensor=inputs.detach().clone().requires_grad_(True), targets=targets

@@ -18,11 +18,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision.ops.misc import Permute
 
 from atlas.attribution.base import Attribution
 from atlas.config import AttributeConfig
 from atlas.errors import AtlasError
-from atlas.layers import capture, get_layer, summarize
+from atlas.layers import LayerOutputError, MapView, get_layer, summarize
 from atlas.models import LoadedModel
 
 COARSE = 7  # maps with fewer cells per side than this localize poorly
@@ -35,37 +36,77 @@ NOT_BLOCKS = (
     nn.modules.dropout._DropoutNd,
     nn.Identity,
     nn.Flatten,
+    Permute,  # torchvision's Swin turns its last channels-last map around before pooling
 )
 
 
 def block_outputs(model: LoadedModel) -> list[tuple[str, tuple[int, int]]]:
-    """The modules whose outputs are (C, H, W) maps that a block ends with, in the order
+    """The modules whose outputs read as (C, H, W) maps (:class:`atlas.layers.MapView`:
+    maps, channels-last maps, transformer tokens) that a block may end with, in the order
     they finish (a container after its last child), with their spatial size at the model's
     input size. Maps of 1 x 1 (inside squeeze-and-excitation, or after the global pool)
     are not blocks' outputs."""
     summary = summarize(model.module, model.preprocessing.input_size)
     modules = dict(model.module.named_modules())
     rows = sorted((r for r in summary.rows if r.finished >= 0), key=lambda r: r.finished)
-    return [
-        (row.name, tuple(row.output_shape[1:]))
-        for row in rows
-        if row.output_shape is not None
-        and len(row.output_shape) == 3
-        and row.output_shape[1] * row.output_shape[2] > 1
-        and not isinstance(modules[row.name], NOT_BLOCKS)
-    ]
+    found = []
+    for row in rows:
+        if row.output_shape is None or isinstance(modules[row.name], NOT_BLOCKS):
+            continue
+        try:
+            view = MapView.of(row.name, row.output_shape, model.prefix_tokens)
+        except LayerOutputError:
+            continue
+        shape = view.shape(row.output_shape)
+        if view.layout != "vector" and shape[1] * shape[2] > 1:
+            found.append((row.name, tuple(shape[1:])))
+    return found
 
 
 def last_block(model: LoadedModel) -> str:
     """The name of the module whose output is the network's last block's (see
-    :func:`block_outputs`): the default layer of class activation maps."""
+    :func:`block_outputs`): the default layer of class activation maps.
+
+    A transformer that classifies from its class token alone gives its patch tokens no
+    say after the last attention: there, the last repeated block (an element of the
+    blocks' ``Sequential`` or ``ModuleList``) whose patch tokens still reach the output,
+    i.e. the input of the last attention (pytorch-grad-cam's ``blocks[-1].norm1``, before
+    the norm)."""
     blocks = block_outputs(model)
     if not blocks:
         raise AtlasError(
             f"{model.spec.arch} has no layer with a spatial map for a class activation map; "
             "name one with attribute.gradcam_layer"
         )
-    return blocks[-1][0]
+    name = blocks[-1][0]
+    if model.view(name).layout != "tokens":
+        return name
+    repeated = _repeated_blocks(model.module)
+    candidates = [n for n, _ in blocks if n in repeated and model.view(n).layout == "tokens"]
+    return _last_reaching_output(model, candidates) or name
+
+
+def _repeated_blocks(module: nn.Module) -> set[str]:
+    """Names of the modules that are elements of a ``Sequential`` or ``ModuleList``."""
+    found = set()
+    for name, part in module.named_modules():
+        if isinstance(part, (nn.Sequential, nn.ModuleList)):
+            found |= {f"{name}.{child}" if name else child for child, _ in part.named_children()}
+    return found
+
+
+def _last_reaching_output(model: LoadedModel, names: list[str]) -> str | None:
+    """The last of ``names`` (in order) whose maps the top logit has a gradient for, on a
+    random image."""
+    if not names:
+        return None
+    size = model.preprocessing.input_size
+    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.enable_grad(), model.capture(names, detach=False) as maps:
+        logits = model.module(image.to(model.device).requires_grad_(True))
+        grads = torch.autograd.grad(logits.max(), [maps[n] for n in names], allow_unused=True)
+    reaching = [n for n, g in zip(names, grads, strict=True) if g is not None and g.abs().sum() > 0]
+    return reaching[-1] if reaching else None
 
 
 class LayerMap(Attribution):
@@ -113,7 +154,7 @@ class GradCAM(LayerMap):
     title = "Grad-CAM"
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad(), capture(self.model.module, [self.layer], detach=False) as acts:
+        with torch.enable_grad(), self.model.capture([self.layer], detach=False) as acts:
             logits = self.model.module(inputs.detach().requires_grad_(True))
             activations = acts[self.layer]
             (grads,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), activations)

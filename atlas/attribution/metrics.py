@@ -79,7 +79,7 @@ def cascading_randomization(
     randomized copy; the model itself is never touched."""
     before = (make(model).attribute(inputs, target) if original is None else original).cpu()
     clone = copy.deepcopy(model.module).eval()
-    randomized = LoadedModel(clone, model.spec, model.preprocessing, model.class_names)
+    randomized = model.with_module(clone)
     chosen = blocks(clone)[::-1][:steps]
     curves = np.full((4, len(before), len(chosen)), np.nan)
     for k, step in enumerate(chosen):

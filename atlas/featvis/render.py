@@ -17,7 +17,6 @@ import torch
 from atlas.featvis.lucent_compat import lucent_transform, seeded
 from atlas.featvis.objectives import Objective
 from atlas.featvis.params import fft_image
-from atlas.layers import capture
 from atlas.models import LoadedModel
 
 STANDARD_TRANSFORMS = lucent_transform.standard_transforms  # pad, jitter, scale, rotate, jitter
@@ -51,6 +50,18 @@ def transforms_for(kind: str, size: int) -> list[Callable]:
     return chosen
 
 
+def _then_resize(transform: Callable, size: int) -> Callable:
+    def apply(image: torch.Tensor) -> torch.Tensor:
+        image = transform(image)
+        if image.shape[-1] == size and image.shape[-2] == size:
+            return image
+        return torch.nn.functional.interpolate(
+            image, size=(size, size), mode="bilinear", align_corners=False
+        )
+
+    return apply
+
+
 @dataclass
 class RenderResult:
     images: np.ndarray  # (B, H, W, 3) float32 in [0, 1]
@@ -79,6 +90,8 @@ def render(
     params, image_f = fft_image(size, seeds=seeds, device=device)
     optimizer = torch.optim.Adam(params, lr=lr)
     transform = seeded(list(transforms), transform_seed)
+    if model.fixed_size:  # the transforms change the size; this network takes one only
+        transform = _then_resize(transform, model.preprocessing.input_size)
     history = []
     frozen = [(p, p.requires_grad) for p in module.parameters()]
     was_training = module.training
@@ -86,7 +99,7 @@ def render(
     try:
         for p, _ in frozen:
             p.requires_grad_(False)  # gradients for the image only
-        with capture(module, sorted(objective.layers), detach=False) as activations:
+        with model.capture(sorted(objective.layers), detach=False) as activations:
 
             def score(images: torch.Tensor) -> torch.Tensor:
                 inputs = model.preprocessing.normalize(images)

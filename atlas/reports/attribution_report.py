@@ -10,11 +10,13 @@ thumbnails, sortable by confidence and correctness.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -32,7 +34,7 @@ from atlas.attribution.metrics import (
 from atlas.config import AttributeConfig
 from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
 from atlas.errors import AtlasError
-from atlas.layers import capture, get_layer
+from atlas.layers import get_layer
 from atlas.models import LoadedModel
 from atlas.progress import progress
 from atlas.reports.imaging import Scale, activation_grid, save_png
@@ -60,6 +62,38 @@ class ImageReport:
     @property
     def confidence(self) -> float:
         return self.top[0][1]
+
+
+class Reports(list):
+    """The reports of one ``atlas attribute`` output folder (a list of
+    :class:`ImageReport`); in a notebook, a table of each image's maps over it."""
+
+    def __init__(self, reports: Sequence[ImageReport], folder: Path) -> None:
+        super().__init__(reports)
+        self.folder = Path(folder)
+
+    def _repr_html_(self, limit: int = 8) -> str:
+        rows = []
+        for report in self[:limit]:
+            pictures = "".join(
+                f'<td><img width="96" title="{escape(m)}" '
+                f'src="{_data_uri(self.folder / f"{report.stem}.{m}.overlay.png")}"></td>'
+                for m in sorted(report.trust)
+            )
+            rows.append(
+                f"<tr><td>{escape(report.name)}</td><td>{escape(report.predicted)} "
+                f"{report.confidence:.2f}</td>{pictures}</tr>"
+            )
+        header = "".join(f"<th>{escape(m)}</th>" for m in sorted(self[0].trust)) if self else ""
+        more = f"<p>{len(self) - limit} more in {escape(self.folder.name)}/index.html</p>"
+        return (
+            f"<table><tr><th>image</th><th>predicted</th>{header}</tr>{''.join(rows)}</table>"
+            + (more if len(self) > limit else "")
+        )
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
 def select_images(
@@ -247,7 +281,7 @@ def _layer_grids(
     options: AttributeConfig,
     out: Path,
 ) -> None:
-    with torch.no_grad(), capture(model.module, options.layers) as outputs:
+    with torch.no_grad(), model.capture(options.layers) as outputs:
         model.module(inputs)
     for layer in options.layers:
         maps = outputs[layer].float().cpu().numpy()

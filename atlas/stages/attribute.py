@@ -9,27 +9,28 @@ from pathlib import Path
 from atlas.config import AttributeConfig, ModelSpec
 from atlas.data import ImageRecord, absolute_root
 from atlas.errors import ConfigError
-from atlas.models import load_model
-from atlas.reports.attribution_report import ImageReport, attribute_images, select_images
+from atlas.models import LoadedModel, load_model
+from atlas.reports.attribution_report import Reports, attribute_images, select_images
 from atlas.store import open_run
 from atlas.store.grid import open_grid
 
 
 def attribute_store(
-    spec: ModelSpec,
+    model: ModelSpec | LoadedModel,
     sources: Sequence[str],
     out_dir: str | Path,
     options: AttributeConfig,
     *,
     exemplars: str | None = None,
-) -> list[ImageReport]:
+) -> Reports:
     """Reports on the images of ``sources`` (folders, lists or URLs; ``options.limit`` and
     ``options.per_class`` choose among them) and on the first
     ``options.exemplars_per_cell`` exemplars of every cell of the grid store
-    ``exemplars``, each image once; maps, pictures and pages under ``out_dir``."""
+    ``exemplars``, each image once; maps, pictures and pages under ``out_dir``. ``model``
+    is a spec or a model in memory (:func:`atlas.models.wrap_model`)."""
     if not sources and not exemplars:
         raise ConfigError("give images to report on: --images SOURCE and/or --exemplars GRID")
-    model = load_model(spec)
+    model = model if isinstance(model, LoadedModel) else load_model(model)
     records = select_images(sources, model.class_names, options)
     if exemplars:
         known = {absolute_root(r.path) for r in records}
@@ -38,7 +39,7 @@ def attribute_store(
             for r in exemplar_images(exemplars, options.exemplars_per_cell)
             if absolute_root(r.path) not in known
         ]
-    return attribute_images(model, records, out_dir, options)
+    return Reports(attribute_images(model, records, out_dir, options), Path(out_dir))
 
 
 def exemplar_images(grid_url: str, per_cell: int) -> list[ImageRecord]:

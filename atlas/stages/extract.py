@@ -22,7 +22,7 @@ from atlas.config import ExtractConfig, ModelSpec
 from atlas.data import ImageRecord, absolute_root, list_images
 from atlas.distribute import Cluster, run_tasks
 from atlas.extract import attribution_slots, chunk_size, probe_layers, run_task
-from atlas.models import load_model
+from atlas.models import LoadedModel, load_model, weights_digest
 from atlas.runtime import resolve_device
 from atlas.store import RunLayout, RunStore, create_run, sibling, write_skipped_csv
 
@@ -42,19 +42,23 @@ class ExtractSummary:
 def extract_store(
     source: str,
     store_url: str,
-    spec: ModelSpec,
+    model: ModelSpec | LoadedModel,
     options: ExtractConfig,
     *,
-    scheduler: str | None = None,
+    scheduler=None,
     overwrite: bool = False,
 ) -> ExtractSummary:
     """Extract ``options.layers`` of the model for every image of ``source`` into ``store_url``.
 
+    ``model`` is a spec (each worker loads it) or a model in memory
+    (:func:`atlas.models.wrap_model`, handed to the workers). ``scheduler``: None for a
+    local cluster, ``"inline"``, a scheduler's address or a connected Dask ``Client``.
     Resumes an existing store made with the same model, options and images; refuses one
     made otherwise unless ``overwrite``. Writes ``skipped.csv`` beside the store.
     """
     start = time.perf_counter()
-    loaded = load_model(spec, seed=options.seed)
+    in_memory = isinstance(model, LoadedModel)
+    loaded = model if in_memory else load_model(model, seed=options.seed)
     geometries = probe_layers(loaded, options)
     listing = list_images(source, loaded.class_names)
     records = listing.records[: options.limit] if options.limit else listing.records
@@ -68,6 +72,7 @@ def extract_store(
     )
     identity = {
         "model": loaded.spec.model_dump(mode="json"),
+        **({"weights_digest": weights_digest(loaded.module)} if in_memory else {}),
         "extract": options.model_dump(mode="json", exclude=set(ExtractConfig.OPERATIONAL)),
         "source": str(source),
         "images": _fingerprint(records),
@@ -88,7 +93,12 @@ def extract_store(
     if pending:
         local_only = any(str(u).startswith("memory://") for u in (source, store_url))
         task_seconds = _run_tasks(
-            store, pending, options, scheduler=scheduler, in_process=local_only
+            store,
+            pending,
+            options,
+            scheduler=scheduler,
+            in_process=local_only or in_memory,
+            model=loaded if in_memory else None,
         )
     else:
         log.info("%s is complete; nothing to extract", store_url)
@@ -102,8 +112,9 @@ def _run_tasks(
     pending: list[int],
     options: ExtractConfig,
     *,
-    scheduler: str | None,
+    scheduler,
     in_process: bool,
+    model: LoadedModel | None,
 ) -> float:
     """Run the pending tasks (see :mod:`atlas.distribute`); returns the summed task time."""
     cluster = Cluster(scheduler, options.workers, options.processes, in_process)
@@ -124,6 +135,7 @@ def _run_tasks(
         threads=threads,
         decode_threads=options.decode_threads,
         device=str(resolve_device(options.device)),
+        model=model,
     )
     task_seconds = sum(r["seconds"] for r in results)
     log.info("%d tasks in %.1f s of task time", len(results), task_seconds)

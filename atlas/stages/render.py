@@ -17,9 +17,10 @@ import numpy as np
 
 from atlas.config import RenderConfig
 from atlas.icons import exemplar_objective, render_icons
+from atlas.models import LoadedModel
 from atlas.store import open_run
 from atlas.store.grid import open_grid
-from atlas.store.render import IconCache, create_render
+from atlas.store.render import IconCache, create_render, open_render
 from atlas.tiles import write_pyramid
 
 
@@ -28,6 +29,11 @@ class RenderSummary:
     icons: int  # cells with an icon, over all levels
     rendered: int  # icons rendered in this run (the rest came from the cache)
     seconds: float
+    folder: str  # the output folder
+
+    def _repr_png_(self) -> bytes:
+        """In a notebook: the finest level's icons as a picture."""
+        return open_render(self.folder).picture()._repr_png_()
 
 
 def render_store(
@@ -36,10 +42,12 @@ def render_store(
     out_dir: str,
     options: RenderConfig,
     *,
-    scheduler: str | None = None,
+    scheduler=None,
+    model: LoadedModel | None = None,
 ) -> RenderSummary:
     """Render every occupied cell of the grid's levels (``options.levels``, default all)
-    with the run's model, and write the render store and tiles under ``out_dir``."""
+    with the run's model (``model``: that model in memory, for a run extracted from one),
+    and write the render store and tiles under ``out_dir``."""
     start = time.perf_counter()
     out = Path(out_dir)
     run, grid = open_run(run_url), open_grid(grid_url)
@@ -50,7 +58,7 @@ def render_store(
     targets = np.concatenate([grid.level(size)["mean"][:][cells[size]] for size in levels])
     cache = IconCache(out / "icons")
     all_keys, rendered = render_icons(
-        run, layer, targets, cache, options, whitening=whitening, scheduler=scheduler
+        run, layer, targets, cache, options, whitening=whitening, scheduler=scheduler, model=model
     )
     store = create_render(out)
     tiles = out / "tiles"
@@ -89,4 +97,4 @@ def render_store(
             "settings": options.model_dump(mode="json", exclude=set(RenderConfig.OPERATIONAL)),
         }
     )
-    return RenderSummary(len(all_keys), rendered, time.perf_counter() - start)
+    return RenderSummary(len(all_keys), rendered, time.perf_counter() - start, str(out))

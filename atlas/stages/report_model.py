@@ -6,11 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from atlas.config import ModelSpec, ReportConfig
-from atlas.models import load_model
+from atlas.models import LoadedModel, load_model
 from atlas.reports.model_report import model_report
 
 
-def report_model(spec: ModelSpec, out_dir: str | Path, options: ReportConfig) -> Path:
+def report_model(
+    model: ModelSpec | LoadedModel, out_dir: str | Path, options: ReportConfig
+) -> Path:
     """Write ``model.html`` (layer table, first-layer filters, class visualizations) and
-    its pictures under ``out_dir``; returns the page's path."""
-    return model_report(load_model(spec), out_dir, options)
+    its pictures under ``out_dir`` for a spec or a model in memory; returns the page."""
+    return model_report(
+        model if isinstance(model, LoadedModel) else load_model(model), out_dir, options
+    )

@@ -79,6 +79,21 @@ class RenderStore(AtlasGroup):
     def level(self, size: int) -> zarr.Group:
         return self.group[str(size)]
 
+    def picture(self, size: int | None = None, background: int = 240) -> Image.Image:
+        """A level's icons (default: the finest) laid out as on the map, top row first,
+        empty cells in grey."""
+        size = size or self.levels[-1]
+        level = self.level(size)
+        icons, keys = level["icon"][:], level["icon_key"][:]
+        icons[keys == ""] = background
+        px = icons.shape[1]
+        rows = icons.reshape(size, size, px, px, 3)[::-1]  # row 0 is the map's bottom
+        return Image.fromarray(rows.transpose(0, 2, 1, 3, 4).reshape(size * px, size * px, 3))
+
+    def _repr_png_(self) -> bytes:
+        """In a notebook: the finest level's icons as a picture."""
+        return self.picture()._repr_png_()
+
     def write_level(self, size: int, arrays: Mapping[str, ArraySpec]) -> None:
         group = self.group.create_group(str(size))
         group.attrs["size"] = size
