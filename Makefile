@@ -12,10 +12,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
 .PHONY: demo test lint install browser clean
 
+# The torch this project is tested with (on this machine's disk) first; then the package.
+TORCH := torch==2.14.1 torchvision==0.29.1
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(TORCH)
 	touch $(STAMP)
 
 # Front-end libraries (OpenSeadragon) from npm; each built site gets a copy.
@@ -44,7 +48,7 @@ test: lint $(NODE_STAMP) browser
 demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/dvc repro
 	@echo
-	@$(BIN)/python -m atlas.demo.summary outputs/demo
+	@cat outputs/demo/summary.txt
 	@if [ "$(SERVE)" != 0 ]; then $(BIN)/atlas serve outputs/demo/site --port $(PORT); \
 	else echo "SERVE=0: not serving; run: $(BIN)/atlas serve outputs/demo/site"; fi
 

@@ -148,11 +148,18 @@ def make_data(config: Config, out: str, workers: int | None) -> None:
 @click.option(
     "--metrics", type=click.Path(dir_okay=False), help="Metrics JSON (default: OUT/metrics.json)."
 )
-def train(config: Config, data_dir: str, out: str, metrics: str | None) -> None:
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False),
+    help="Folder for the training curve and each split's predictions (CSV, for dvc plots).",
+)
+def train(config: Config, data_dir: str, out: str, metrics: str | None, plots: str | None) -> None:
     """Train (or fine-tune) a classifier; write the checkpoint and accuracy metrics."""
     from atlas.stages.train import train_checkpoint
 
-    summary = train_checkpoint(data_dir, out, config.model, config.train, metrics_path=metrics)
+    summary = train_checkpoint(
+        data_dir, out, config.model, config.train, metrics_path=metrics, plots_dir=plots
+    )
     _record(config, out, "model", "train")
     accuracy = ", ".join(
         f"{name} {s['accuracy']:.3f}" for name, s in summary.scores.items() if isinstance(s, dict)
@@ -195,11 +202,14 @@ def extract(config: Config, images: str, out: str, scheduler: str | None, overwr
 @config_options
 @click.option("--store", required=True, help="The run's activation store (from atlas extract).")
 @click.option("--out", required=True, help="The layout store to write.")
-def reduce(config: Config, store: str, out: str) -> None:
+@click.option(
+    "--plot", type=click.Path(dir_okay=False), help="CSV of the layout by class, for dvc plots."
+)
+def reduce(config: Config, store: str, out: str, plot: str | None) -> None:
     """Lay out a layer's activations in 2-D with UMAP (normalized to [0, 1])."""
     from atlas.stages.reduce import reduce_store
 
-    info = reduce_store(store, out, config.reduce)
+    info = reduce_store(store, out, config.reduce, plot=plot)
     _record(config, out, "reduce", store=True)
     click.echo(
         f"laid out {info.n} samples ({info.distinct} distinct, UMAP fitted on {info.fitted}) "
@@ -233,11 +243,18 @@ def grid(config: Config, store: str, layout: str, out: str) -> None:
     help="Folder for icons, render.zarr and tiles.",
 )
 @click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
-def render(config: Config, store: str, grid_url: str, out: str, scheduler: str | None) -> None:
+@click.option(
+    "--metrics", type=click.Path(dir_okay=False), help="JSON of the icons' quality per level."
+)
+def render(
+    config: Config, store: str, grid_url: str, out: str, scheduler: str | None, metrics: str | None
+) -> None:
     """Render every grid cell as a feature-visualization icon, and the deep-zoom tiles."""
     from atlas.stages.render import render_store
 
-    summary = render_store(store, grid_url, out, config.render, scheduler=scheduler)
+    summary = render_store(
+        store, grid_url, out, config.render, scheduler=scheduler, metrics=metrics
+    )
     _record(config, out, "render")
     cached = summary.icons - summary.rendered
     counts = f"{summary.icons} icons ({summary.rendered} rendered, {cached} cached)"
@@ -292,12 +309,15 @@ def classes(config: Config, store, layout, grid_url, out, compare_store, schedul
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False), help="The measures file to write."
 )
-def demo_shortcut(classes_dir: str, world: str, out: str) -> None:
+@click.option(
+    "--metrics", type=click.Path(dir_okay=False), help="JSON of the habitat shares, for DVC."
+)
+def demo_shortcut(classes_dir: str, world: str, out: str, metrics: str | None) -> None:
     """The demo's shortcut measures: each class atlas's habitat share, and what the models
     see in empty scenes."""
     from atlas.demo.shortcut import shortcut_measures
 
-    measures = shortcut_measures(classes_dir, world, out)
+    measures = shortcut_measures(classes_dir, world, out, metrics=metrics)
     for group, values in measures["atlases"].items():
         shown = ", ".join(f"{key} {value:.2f}" for key, value in values.items())
         click.echo(f"{group}: {shown}")
@@ -363,8 +383,9 @@ def report_model(config: Config, out: str) -> None:
 )
 @click.option(
     "--class-measures",
-    type=click.Path(dir_okay=False),
-    help="Measures of the class atlases to show beside them (e.g. atlas demo-shortcut's).",
+    type=click.Path(),
+    help="Measures of the class atlases to show beside them: a file, or a folder holding "
+    "measures.json (e.g. atlas demo-shortcut's output).",
 )
 @click.option(
     "--exemplar-reports", type=click.Path(file_okay=False), help="Reports on the grid's exemplars."
@@ -400,6 +421,24 @@ def serve(site: str, port: int, host: str) -> None:
         server.serve_forever()
     finally:
         server.server_close()
+
+
+@cli.command("init")
+@model_options
+@config_options
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--images", required=True, help="The images of the atlas: folder, list file or URL.")
+@click.option("--layer", help="The layer of the atlas (default: one suggested from its blocks).")
+@click.option("--title", help="The site's title.")
+def init(config: Config, folder: str, images: str, layer: str | None, title: str | None) -> None:
+    """A new project for your model and images: `cd FOLDER && dvc repro` builds its atlas,
+    class atlases, reports and site."""
+    from atlas.project import init_project
+
+    project = init_project(folder, config, images=images, layer=layer, title=title)
+    how = " (suggested; see `atlas layers`, then edit atlas.yaml)" if project.suggested else ""
+    click.echo(f"wrote {project.folder}: layer {project.layer}{how}, weights {project.weights}")
+    click.echo(f"build it: cd {project.folder} && dvc repro; then atlas serve outputs/atlas/site")
 
 
 @cli.command("layers")

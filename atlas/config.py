@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from atlas.errors import ConfigError, choices_hint
 from atlas.version import package_version
@@ -358,6 +367,14 @@ class ReportConfig(Section):
 class Config(Section):
     """A whole run: the model and one section per stage."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, values):
+        # A section whose keys are all commented out reads as null: every key at its default.
+        if isinstance(values, dict):
+            return {k: ({} if v is None else v) for k, v in values.items()}
+        return values
+
     model: ModelSpec = ModelSpec()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
@@ -401,6 +418,46 @@ def hash_sections(sections: dict[str, Any]) -> str:
     }
     blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def annotated_yaml(config: Config, names: Sequence[str]) -> str:
+    """The named sections of ``config`` as YAML in which every key is present: the ones set
+    (or different from their default) as values, the others commented out at their
+    default, each with its description."""
+    lines = []
+    for name in names:
+        section = getattr(config, name)
+        model = type(section) if section is not None else _section_type(name)
+        doc = (model.__doc__ or "").strip().splitlines()[0]
+        lines += [f"# {doc}", f"{name}:"]
+        values = section.model_dump(mode="json") if section is not None else {}
+        for key, field in model.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            default = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+            value = values.get(key, default)
+            required = field.is_required()
+            shown = yaml.safe_dump({key: value}, default_flow_style=True, width=10_000).strip()
+            shown = shown[1:-1] if shown.startswith("{") else shown
+            note = f"  # {field.description}" if field.description else ""
+            if section is not None and (required or _differs(value, default)):
+                lines.append(f"  {shown}{note}")
+            else:
+                lines.append(f"  # {shown}{note}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _differs(value: Any, default: Any) -> bool:
+    return json.dumps(value, sort_keys=True, default=str) != json.dumps(
+        default, sort_keys=True, default=str
+    )
+
+
+def _section_type(name: str) -> type[BaseModel]:
+    field = Config.model_fields[name]
+    return next(
+        t for t in (field.annotation, *get_args(field.annotation)) if hasattr(t, "model_fields")
+    )
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from atlas.config import ExtractConfig
+from atlas.config import ExtractConfig, ModelSpec
 from atlas.data import UnusableImage, read_pixels
 from atlas.layers import get_layer
 from atlas.models import LoadedModel
-from atlas.runtime import thread_copy
+from atlas.runtime import cached_model, thread_copy
 from atlas.store import LayerGeometry, RunLayout, open_run
 
 log = logging.getLogger(__name__)
@@ -205,15 +205,18 @@ def run_task(
     decode_threads: int,
     device: str,
     model: LoadedModel | None = None,
+    spec: ModelSpec | None = None,
 ) -> dict:
     """Extract one chunk of images (read under ``image_root``) into the store and mark it
-    done, with the store's model (or ``model``, one in memory). Returns counters."""
+    done, with the store's model: ``spec`` (its paths resolved by the client), or
+    ``model``, one in memory. Returns counters."""
     start = time.perf_counter()
     torch.set_num_threads(threads)
     store = open_run(store_url, mode="r+")
     options = store.extract_options()
     if model is None:
-        loaded = store.load_model(device=device, cached=True)
+        spec = spec or store.model_spec()
+        loaded = cached_model(spec, device=device, seed=options.seed)
     else:
         loaded = thread_copy(model)
         loaded.module.to(device)

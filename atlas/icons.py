@@ -20,13 +20,14 @@ import time
 import numpy as np
 import torch
 
-from atlas.config import RenderConfig
+from atlas.config import ModelSpec, RenderConfig
+from atlas.data import absolute_root
 from atlas.distribute import Cluster, run_tasks
 from atlas.featvis import objectives
 from atlas.featvis.render import RenderResult, render, transforms_for
-from atlas.models import LoadedModel
+from atlas.models import LoadedModel, with_absolute_paths
 from atlas.rows import take_rows
-from atlas.runtime import resolve_device, thread_copy
+from atlas.runtime import cached_model, resolve_device, thread_copy
 from atlas.store import RunStore, open_run
 from atlas.store.render import IconCache
 
@@ -94,14 +95,19 @@ def render_task(
     options: dict,
     device: str,
     model: LoadedModel | None = None,
+    spec: ModelSpec | None = None,
 ) -> dict:
-    """On a worker: render one batch of targets with the run's model (or ``model``, one in
-    memory) and write their icons to the cache."""
+    """On a worker: render one batch of targets with the run's model (``spec``, its paths
+    resolved by the client, or ``model``, one in memory) and write their icons to the
+    cache."""
     start = time.perf_counter()
     config = RenderConfig.model_validate(options)
     torch.set_num_threads(1)
     if model is None:
-        model = open_run(run_url).load_model(device=device, cached=True)
+        run = open_run(run_url)
+        model = cached_model(
+            spec or run.model_spec(), device=device, seed=run.extract_options().seed
+        )
     else:
         model = thread_copy(model)
         model.module.to(device)
@@ -153,13 +159,14 @@ def render_icons(
             unit="icon",
             count="icons",
             total=len(ordered),
-            run_url=run.url,
+            run_url=absolute_root(run.url),
             layer=layer,
             whitening=whitening,
             icons_dir=str(cache.folder),
             options=options.model_dump(mode="json"),
             device=str(resolve_device(options.device)),
             model=model,
+            spec=None if model is not None else with_absolute_paths(run.model_spec()),
         )
     log.info(
         "%d icons: %d rendered, %d from the cache",

@@ -69,6 +69,16 @@ def blocks(model: nn.Module) -> list[list[str]]:
     return found
 
 
+def repeated_blocks(module: nn.Module) -> set[str]:
+    """Names of the modules that are elements of a ``Sequential`` or ``ModuleList``: the
+    repeated blocks of a network (``layer3.4``, ``blocks.7``, ``features.12``)."""
+    found = set()
+    for name, part in module.named_modules():
+        if isinstance(part, (nn.Sequential, nn.ModuleList)):
+            found |= {f"{name}.{child}" if name else child for child, _ in part.named_children()}
+    return found
+
+
 class LayerOutputError(AtlasError, ValueError):
     """A layer whose output cannot be read as activation maps or vectors."""
 

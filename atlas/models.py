@@ -259,6 +259,18 @@ def wrap_model(
     return LoadedModel(module, spec, preprocessing, names, prefix_tokens=prefix)
 
 
+def with_absolute_paths(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with its local files (weights, a class-names file) as absolute paths: what a
+    worker in another working directory, or on another machine of a shared file system,
+    needs to find the same files. (Stores record the spec as the user gave it.)"""
+    update = {}
+    for key in ("weights", "class_names"):
+        value = getattr(spec, key)
+        if isinstance(value, str) and "://" not in value and Path(value).exists():
+            update[key] = str(Path(value).resolve())
+    return spec.model_copy(update=update)
+
+
 def weights_digest(module: nn.Module) -> str:
     """A short hash of a network's parameters and buffers: what identifies a network
     that has no file."""

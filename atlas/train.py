@@ -105,8 +105,10 @@ def train_classifier(
 
 
 @torch.no_grad()
-def evaluate(loaded: LoadedModel, data: LabelledImages, *, batch_size: int = 256) -> dict[str, Any]:
-    """Accuracy, mean loss and per-class accuracy of the model on ``data``."""
+def predict(
+    loaded: LoadedModel, data: LabelledImages, *, batch_size: int = 256
+) -> tuple[torch.Tensor, float]:
+    """The predicted class of every image of ``data`` (N,), and the summed loss."""
     model = loaded.module.eval()
     device = loaded.device
     predictions, losses = [], []
@@ -117,6 +119,17 @@ def evaluate(loaded: LoadedModel, data: LabelledImages, *, batch_size: int = 256
         losses.append(F.cross_entropy(logits, labels, reduction="sum").item())
         predictions.append(logits.argmax(1).cpu())
     predicted = torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long)
+    return predicted, sum(losses)
+
+
+def evaluate(
+    loaded: LoadedModel,
+    data: LabelledImages,
+    prediction: tuple[torch.Tensor, float] | None = None,
+) -> dict[str, Any]:
+    """Accuracy, mean loss and per-class accuracy of the model on ``data``, from its
+    ``prediction`` (:func:`predict`) when already made."""
+    predicted, loss = prediction if prediction is not None else predict(loaded, data)
     hits = predicted == data.labels
     per_class = {
         name: round(hits[data.labels == i].float().mean().item(), 4)
@@ -125,7 +138,7 @@ def evaluate(loaded: LoadedModel, data: LabelledImages, *, batch_size: int = 256
     }
     return {
         "accuracy": round(hits.float().mean().item(), 4) if len(data) else 0.0,
-        "loss": round(sum(losses) / max(len(data), 1), 4),
+        "loss": round(loss / max(len(data), 1), 4),
         "count": len(data),
         "per_class": per_class,
     }

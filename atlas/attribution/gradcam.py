@@ -23,7 +23,7 @@ from torchvision.ops.misc import Permute
 from atlas.attribution.base import Attribution
 from atlas.config import AttributeConfig
 from atlas.errors import AtlasError
-from atlas.layers import LayerOutputError, MapView, get_layer, summarize
+from atlas.layers import LayerOutputError, MapView, get_layer, repeated_blocks, summarize
 from atlas.models import LoadedModel
 
 COARSE = 7  # maps with fewer cells per side than this localize poorly
@@ -81,18 +81,9 @@ def last_block(model: LoadedModel) -> str:
     name = blocks[-1][0]
     if model.view(name).layout != "tokens":
         return name
-    repeated = _repeated_blocks(model.module)
+    repeated = repeated_blocks(model.module)
     candidates = [n for n, _ in blocks if n in repeated and model.view(n).layout == "tokens"]
     return _last_reaching_output(model, candidates) or name
-
-
-def _repeated_blocks(module: nn.Module) -> set[str]:
-    """Names of the modules that are elements of a ``Sequential`` or ``ModuleList``."""
-    found = set()
-    for name, part in module.named_modules():
-        if isinstance(part, (nn.Sequential, nn.ModuleList)):
-            found |= {f"{name}.{child}" if name else child for child, _ in part.named_children()}
-    return found
 
 
 def _last_reaching_output(model: LoadedModel, names: list[str]) -> str | None:

@@ -28,6 +28,7 @@ from atlas.extract import batch_samples
 from atlas.grid import cell_of
 from atlas.models import LoadedModel
 from atlas.store import LayerGeometry, open_run
+from atlas.store.base import write_metrics
 from atlas.store.classes import KINDS, open_classes, write_class_measures
 
 NOTE = (
@@ -135,10 +136,17 @@ def empty_scene_predictions(
     return out
 
 
-def shortcut_measures(classes_dir: str | Path, world: str | Path, out: str | Path) -> dict:
+def shortcut_measures(
+    classes_dir: str | Path,
+    world: str | Path,
+    out: str | Path,
+    *,
+    metrics: str | Path | None = None,
+) -> dict:
     """The demo-shortcut stage: the habitat share of every class atlas (and of each class
     of a pair atlas) in ``classes_dir``, and what each model reads in empty scenes, written
-    to ``out`` as class measures; returns them."""
+    to ``out`` as class measures (and, with ``metrics``, the class atlases' habitat shares
+    for DVC); returns them."""
     store = open_classes(classes_dir)
     runs = {
         kind: open_run(store.run_url(kind))
@@ -193,4 +201,15 @@ def shortcut_measures(classes_dir: str | Path, world: str | Path, out: str | Pat
         "empty_scenes": scenes,
     }
     write_class_measures(out, measures)
+    if metrics is not None:
+        write_metrics(
+            metrics,
+            {
+                "habitat_share": {
+                    group.replace("/", "_"): values["habitat share"]
+                    for group, values in atlases.items()
+                    if "habitat share" in values
+                }
+            },
+        )
     return measures

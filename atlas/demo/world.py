@@ -146,7 +146,8 @@ def make_world(
 
     Writes ``<split>/<class>/<index>.png`` for the splits ``train``, ``test`` and
     ``test-swapped`` (look-alikes only), plus ``manifest.csv`` (split, path, label,
-    habitat, object box), ``classes.txt`` and ``world.json``. Returns the samples.
+    habitat, object box), ``classes.txt``, ``world.json`` and ``reports.csv`` (the images
+    the demo's reports are about: test-swapped, then test). Returns the samples.
     ``confounded=False`` draws the look-alikes on every habitat in train and test: the
     world without the shortcut (and so without anything that tells them apart).
     """
@@ -176,6 +177,12 @@ def make_world(
         for s in samples:
             writer.writerow([s.split, s.path, s.label, s.habitat, *s.box])
     (out / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    # The images the demo reports on: the swapped look-alikes first, then the test split.
+    with open(out / "reports.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        for split in ("test-swapped", "test"):
+            writer.writerows([s.path, s.label] for s in samples if s.split == split)
     world = {
         "seed": seed,
         "image_size": image_size,

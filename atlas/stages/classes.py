@@ -41,8 +41,8 @@ def classes_store(
     grid = open_grid(grid_url)
     layer_name = grid.layer
     runs = {"class": open_run(run_url)}
-    if compare_run:
-        runs["compare"] = open_run(compare_run)
+    if compare_run and open_run(compare_run).identity_hash != runs["class"].identity_hash:
+        runs["compare"] = open_run(compare_run)  # (a run compared with itself: nothing to do)
     names = runs["class"].class_names
     wanted = options.classes or list(names)
     global_xy = read_layout(layout_url).xy if options.layout == "global" else None

@@ -22,7 +22,7 @@ from atlas.config import ExtractConfig, ModelSpec
 from atlas.data import ImageRecord, absolute_root, list_images
 from atlas.distribute import Cluster, run_tasks
 from atlas.extract import attribution_slots, chunk_size, probe_layers, run_task
-from atlas.models import LoadedModel, load_model, weights_digest
+from atlas.models import LoadedModel, load_model, weights_digest, with_absolute_paths
 from atlas.runtime import resolve_device
 from atlas.store import RunLayout, RunStore, create_run, sibling, write_skipped_csv
 
@@ -124,7 +124,9 @@ def _run_tasks(
     layout = store.layout
     results = run_tasks(
         run_task,
-        [(task, store.url, absolute_root(store.image_root)) for task in pending],
+        # What the user gave relative to their working directory is resolved here, before
+        # the work is shipped: a worker elsewhere reads the same store, images and weights.
+        [(task, absolute_root(store.url), absolute_root(store.image_root)) for task in pending],
         cluster,
         key=f"extract-{store.identity_hash}",
         desc="extract",
@@ -136,6 +138,7 @@ def _run_tasks(
         decode_threads=options.decode_threads,
         device=str(resolve_device(options.device)),
         model=model,
+        spec=None if model is not None else with_absolute_paths(store.model_spec()),
     )
     task_seconds = sum(r["seconds"] for r in results)
     log.info("%d tasks in %.1f s of task time", len(results), task_seconds)

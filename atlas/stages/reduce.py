@@ -3,6 +3,9 @@ written as a layout store (:mod:`atlas.store.layout`)."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 
 from atlas.config import ReduceConfig
@@ -12,10 +15,16 @@ from atlas.rows import RowSubset
 from atlas.store import open_run
 from atlas.store.layout import write_layout
 
+PLOT_POINTS = 20_000  # points of the layout plot, a seeded sample beyond that
 
-def reduce_store(run_url: str, layout_url: str, options: ReduceConfig) -> LayoutInfo:
+
+def reduce_store(
+    run_url: str, layout_url: str, options: ReduceConfig, *, plot: str | Path | None = None
+) -> LayoutInfo:
     """Lay out the valid samples of ``options.layer`` (the store's only layer by default)
-    and write their normalized and raw coordinates; skipped samples get NaN."""
+    and write their normalized and raw coordinates; skipped samples get NaN. With ``plot``,
+    also a CSV of the layout (``x``, ``y`` and each sample's ``class``: its label, else
+    its predicted class) for DVC's plots, at most ``PLOT_POINTS`` points."""
     store = open_run(run_url)
     layer = store.layer(options.layer)
     valid = np.flatnonzero(layer["valid"][:])
@@ -34,6 +43,8 @@ def reduce_store(run_url: str, layout_url: str, options: ReduceConfig) -> Layout
     full_xy = np.full((n, 2), np.nan, np.float32)
     full_raw[valid] = raw
     full_xy[valid] = xy
+    if plot is not None:
+        _write_plot(Path(plot), store, layer, valid, xy, options.seed)
     write_layout(
         layout_url,
         full_xy,
@@ -51,3 +62,19 @@ def reduce_store(run_url: str, layout_url: str, options: ReduceConfig) -> Layout
         },
     )
     return info
+
+
+def _write_plot(path: Path, store, layer, valid: np.ndarray, xy: np.ndarray, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(valid), min(len(valid), PLOT_POINTS), replace=False))
+    labels = layer["label"][:][valid[chosen]]
+    predicted = layer["topk_class"][:, 0][valid[chosen]]
+    names = store.class_names
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["x", "y", "class"])
+        for (x, y), label, guess in zip(xy[chosen], labels, predicted, strict=True):
+            writer.writerow(
+                [round(float(x), 4), round(float(y), 4), names[label if label >= 0 else guess]]
+            )

@@ -19,6 +19,7 @@ from atlas.config import RenderConfig
 from atlas.icons import exemplar_objective, render_icons
 from atlas.models import LoadedModel
 from atlas.store import open_run
+from atlas.store.base import write_metrics
 from atlas.store.grid import open_grid
 from atlas.store.render import IconCache, create_render, open_render
 from atlas.tiles import write_pyramid
@@ -30,6 +31,7 @@ class RenderSummary:
     rendered: int  # icons rendered in this run (the rest came from the cache)
     seconds: float
     folder: str  # the output folder
+    median_quality: dict[int, float | None]  # per level
 
     def _repr_png_(self) -> bytes:
         """In a notebook: the finest level's icons as a picture."""
@@ -44,10 +46,12 @@ def render_store(
     *,
     scheduler=None,
     model: LoadedModel | None = None,
+    metrics: str | Path | None = None,
 ) -> RenderSummary:
     """Render every occupied cell of the grid's levels (``options.levels``, default all)
     with the run's model (``model``: that model in memory, for a run extracted from one),
-    and write the render store and tiles under ``out_dir``."""
+    and write the render store and tiles under ``out_dir``; with ``metrics``, a JSON of
+    the icons' median quality per level (icon objective over the best exemplar's)."""
     start = time.perf_counter()
     out = Path(out_dir)
     run, grid = open_run(run_url), open_grid(grid_url)
@@ -64,7 +68,7 @@ def render_store(
     tiles = out / "tiles"
     tiles.mkdir(exist_ok=True)
     acts = run.layer(layer)["acts"]
-    offset = 0
+    offset, quality_by_level = 0, {}
     for size in levels:
         keys = all_keys[offset : offset + len(cells[size])]
         offset += len(cells[size])
@@ -77,6 +81,8 @@ def render_store(
         icon_keys = np.full(n_cells, "", dtype=object)
         icon_keys[cells[size]] = keys
         quality = value / np.where(exemplar_value > 0, exemplar_value, np.nan)
+        measured = quality[np.isfinite(quality)]
+        quality_by_level[size] = round(float(np.median(measured)), 4) if len(measured) else None
         store.write_level(
             size,
             {
@@ -97,4 +103,8 @@ def render_store(
             "settings": options.model_dump(mode="json", exclude=set(RenderConfig.OPERATIONAL)),
         }
     )
-    return RenderSummary(len(all_keys), rendered, time.perf_counter() - start, str(out))
+    if metrics is not None:
+        write_metrics(metrics, {"median_quality": quality_by_level, "icons": len(all_keys)})
+    return RenderSummary(
+        len(all_keys), rendered, time.perf_counter() - start, str(out), quality_by_level
+    )

@@ -4,6 +4,7 @@ every split as metrics."""
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from atlas.config import ModelSpec, TrainConfig, hash_sections
 from atlas.data import ImageRecord, image_folder, load_images
 from atlas.models import LoadedModel, load_model, read_class_names
 from atlas.runtime import resolve_device
-from atlas.train import LabelledImages, evaluate, train_classifier
+from atlas.train import LabelledImages, evaluate, predict, train_classifier
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,15 @@ def train_checkpoint(
     options: TrainConfig,
     *,
     metrics_path: str | Path | None = None,
+    plots_dir: str | Path | None = None,
 ) -> TrainSummary:
     """Train the model of ``spec`` on ``data_dir/train`` (one folder per class) and
     evaluate it there and on every other split folder beside it. Writes
-    ``out_dir/model.pt`` (weights, resolved spec, class names) and the metrics JSON
-    (``metrics_path``, default ``out_dir/metrics.json``); the same seed gives the same
-    bytes."""
+    ``out_dir/model.pt`` (weights, resolved spec, class names), the metrics JSON
+    (``metrics_path``, default ``out_dir/metrics.json``) and, with ``plots_dir``, the
+    training curve (``history.csv``: epoch, loss, accuracy) and each split's predictions
+    (``confusion-<split>.csv``: actual, predicted) for DVC's plots. The same seed gives
+    the same bytes."""
     root = Path(data_dir)
     records, class_names = image_folder(root / "train", read_class_names(spec.class_names))
     config_hash = hash_sections({"model": spec, "train": options})
@@ -49,12 +53,16 @@ def train_checkpoint(
 
     train_set = _decode(loaded, "train", records, options)
     result = train_classifier(loaded, train_set, options)
-    scores = {"train": evaluate(loaded, train_set)}
+    splits = {"train": train_set}
     for folder in sorted(
         p for p in root.iterdir() if p.is_dir() and p.name != "train" and not p.name.startswith(".")
     ):
         split, _ = image_folder(folder, loaded.class_names)
-        scores[folder.name] = evaluate(loaded, _decode(loaded, folder.name, split, options))
+        splits[folder.name] = _decode(loaded, folder.name, split, options)
+    scores, predicted = {}, {}
+    for name, data in splits.items():
+        prediction = predict(loaded, data)
+        scores[name], predicted[name] = evaluate(loaded, data, prediction), prediction[0]
     scores["epochs"] = len(result.history)
     scores["final_loss"] = round(result.history[-1]["loss"], 4)
 
@@ -63,7 +71,26 @@ def train_checkpoint(
     metrics = Path(metrics_path) if metrics_path else out / "metrics.json"
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(scores, indent=2) + "\n")
+    if plots_dir is not None:
+        _write_plots(Path(plots_dir), result.history, splits, predicted, loaded.class_names)
     return TrainSummary(checkpoint, metrics, scores, result.seconds)
+
+
+def _write_plots(folder: Path, history, splits, predicted, names) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "history.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", "loss", "accuracy"])
+        for row in history:
+            writer.writerow([row["epoch"], round(row["loss"], 5), round(row["accuracy"], 5)])
+    for split, data in splits.items():
+        if split == "train":
+            continue
+        with open(folder / f"confusion-{split}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["actual", "predicted"])
+            for actual, guess in zip(data.labels.tolist(), predicted[split].tolist(), strict=True):
+                writer.writerow([names[actual], names[guess]])
 
 
 def _decode(

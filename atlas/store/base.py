@@ -6,6 +6,7 @@ A store URL is a local path or any fsspec URL (``file://``, ``s3://``, ``memory:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,3 +116,11 @@ def record_config(out: str | Path, record: Mapping[str, Any], *, store: bool) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# written by atlas {record['version']}; config hash {record['hash']}\n"
     path.write_text(header + record["yaml"])
+
+
+def write_metrics(path: str | Path, values: Mapping[str, Any]) -> None:
+    """A JSON of numbers (nested by name) that DVC shows with ``dvc metrics`` and ``dvc exp
+    show``: what a change to a stage should move."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(values), indent=2, sort_keys=True) + "\n")

@@ -29,6 +29,7 @@ import zarr
 from atlas.store.base import ArraySpec, AtlasGroup, open_existing, open_group, write_arrays
 
 KINDS = ("class", "pair", "compare")
+MEASURES = "measures.json"  # the name of class measures in an output folder
 
 
 class ClassesStore(AtlasGroup):
@@ -80,6 +81,13 @@ def write_class_measures(path: str | Path, measures: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(dict(measures), indent=2) + "\n")
 
 
-def read_class_measures(path: str | Path) -> dict[str, Any]:
-    measures = json.loads(Path(path).read_text())
+def read_class_measures(path: str | Path) -> dict[str, Any] | None:
+    """The class measures in ``path``: a measures file, or a folder holding
+    ``measures.json`` (None when the folder has none)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MEASURES
+        if not path.is_file():
+            return None
+    measures = json.loads(path.read_text())
     return {"title": "", "note": "", "atlases": {}, "tables": [], **measures}

@@ -12,8 +12,8 @@ could have written, and it loads lazily at any scale:
 - ``icons/``, ``crops/`` (exemplar crops around the sampled positions), ``tiles/``;
 - ``classes.html`` (class atlases, pair and checkpoint comparisons), and copies of the
   attribution reports and the model report, which the pages link to;
-- ``vendor/openseadragon/``: OpenSeadragon, copied from the npm install (never from a CDN,
-  never committed).
+- ``vendor/openseadragon/``: OpenSeadragon, copied from the npm install or the user's cache
+  (:mod:`atlas.viewer.vendor`; never from a CDN at view time, never committed).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import numpy as np
 from PIL import Image
 
 from atlas.data import UnusableImage, read_pixels
-from atlas.errors import AtlasError
 from atlas.models import Preprocessing
 from atlas.reports.imaging import tile
 from atlas.reports.pages import write_page
@@ -38,6 +37,7 @@ from atlas.store.grid import GridStore
 from atlas.store.render import IconCache, RenderStore
 from atlas.store.reports import report_pages
 from atlas.version import package_version
+from atlas.viewer.vendor import openseadragon
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +48,6 @@ PAGES_ONLY = shutil.ignore_patterns("*.npy", "reports.json", CONFIG_RECORD)
 CROP_PX = 96  # exemplar crops are shown at this size
 EXEMPLARS = 4  # exemplars shown per cell
 STATIC = Path(__file__).with_name("static")
-
-
-def node_modules() -> Path:
-    """The npm install holding OpenSeadragon: the project's, found from this package up."""
-    for folder in [Path.cwd(), *Path(__file__).resolve().parents]:
-        candidate = folder / "node_modules" / "openseadragon" / "build" / "openseadragon"
-        if candidate.is_dir():
-            return candidate
-    raise AtlasError(
-        "OpenSeadragon is not installed: run `npm install` in the project folder (make does)"
-    )
 
 
 def build_site(
@@ -79,7 +68,7 @@ def build_site(
     ``class_measures`` (:func:`atlas.store.classes.read_class_measures`) are shown beside
     the class atlases; the report folders are copied in and linked."""
     out = Path(out_dir)
-    vendor = node_modules()
+    vendor = openseadragon()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

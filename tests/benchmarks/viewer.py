@@ -25,15 +25,16 @@ import zarr
 
 from atlas.store.render import IconCache
 from atlas.viewer.browser import launch, wait_until
-from atlas.viewer.build import STATIC, _write_level, node_modules
+from atlas.viewer.build import STATIC, _write_level
 from atlas.viewer.server import serve_in_background
+from atlas.viewer.vendor import openseadragon
 
 
 def synthetic_site(root: Path, size: int, icon: int, classes: int = 1000) -> Path:
     site = root / "site"
     site.mkdir()
     shutil.copytree(
-        node_modules(),
+        openseadragon(),
         site / "vendor" / "openseadragon",
         ignore=shutil.ignore_patterns("*.map", "openseadragon.js"),
     )

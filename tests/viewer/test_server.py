@@ -86,3 +86,22 @@ def test_nothing_outside_the_site_and_no_listings(served, path):
     server, _ = served
     status, _, body = get(server, path)
     assert status == 404 and b"do not serve" not in body and b"root:" not in body
+
+
+def test_openseadragon_comes_from_the_registry_for_a_pip_user(tmp_path, monkeypatch):
+    """No node_modules anywhere: the package is fetched once from the npm registry into
+    the cache, checked against the hash package-lock.json pins, and reused."""
+    import json
+    from pathlib import Path
+
+    from atlas.viewer import vendor
+
+    lock = json.loads((Path(__file__).resolve().parents[2] / "package-lock.json").read_text())
+    pinned = lock["packages"]["node_modules/openseadragon"]
+    assert (pinned["version"], pinned["integrity"]) == (vendor.VERSION, vendor.INTEGRITY)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(vendor, "__file__", str(tmp_path / "site-packages" / "atlas" / "x.py"))
+    built = vendor.openseadragon(cache=tmp_path / "cache")
+    assert (built / "openseadragon.min.js").is_file() and (built / "images").is_dir()
+    monkeypatch.setattr(vendor, "REGISTRY", "http://127.0.0.1:9")  # nothing listens there
+    assert vendor.openseadragon(cache=tmp_path / "cache") == built  # from the cache
