@@ -212,8 +212,7 @@ def reduce(config: Config, store: str, out: str, plot: str | None) -> None:
     info = reduce_store(store, out, config.reduce, plot=plot)
     _record(config, out, "reduce", store=True)
     click.echo(
-        f"laid out {info.n} samples ({info.distinct} distinct, UMAP fitted on {info.fitted}) "
-        f"into {out}"
+        f"laid out {info.n} samples ({info.distinct} distinct; {info.describe()}) into {out}"
     )
 
 

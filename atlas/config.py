@@ -201,13 +201,34 @@ class ReduceConfig(Section):
     min_dist: float = Field(default=0.1, ge=0)
     metric: Literal["cosine", "euclidean"] = "cosine"
     seed: int = 0
-    pca_dims: PositiveInt = Field(default=32, description="principal components kept before kNN")
-    fit_size: PositiveInt = Field(
-        default=5_000, description="UMAP is fitted on this many samples; the rest are placed"
+    pca_dims: PositiveInt = Field(default=64, description="principal components kept before kNN")
+    exact_below: int = Field(
+        default=20_000,
+        ge=200,
+        description="up to this many distinct vectors: exact neighbours and umap-learn's own "
+        "fit; above: IVF neighbours, a landmark start, then epochs over every vector",
     )
-    n_epochs: PositiveInt = 200
+    nprobe: PositiveInt = Field(default=8, description="IVF cells searched per vector")
+    n_epochs: PositiveInt | None = Field(
+        default=None,
+        description="epochs over the whole graph; default: umap-learn's (500 up to 10,000 "
+        "vectors, 200 above) up to exact_below, 40 from the landmark start",
+    )
     clip: tuple[float, float] = Field(default=(1.0, 99.0), description="percentiles kept per axis")
+    clip_widen: float = Field(
+        default=0.1, ge=0, description="share of the percentile range added on each side"
+    )
     margin: float = Field(default=0.05, ge=0, lt=0.5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_fit_size(cls, data):
+        if isinstance(data, dict) and "fit_size" in data:
+            raise ValueError(
+                "fit_size is gone: every vector is now optimised against its own neighbours "
+                "(README, atlas reduce); delete the key"
+            )
+        return data
 
 
 class GridConfig(Section):

@@ -1,21 +1,25 @@
-"""Layout: activation vectors to 2-D with UMAP, fast enough for a million of them.
+"""Layout: activation vectors to 2-D with UMAP, every vector optimised against its own
+neighbours, fast enough for a million of them.
 
 umap-learn (McInnes, Healy & Melville, "UMAP: Uniform Manifold Approximation and
-Projection", 2018) is the reference and does the layout itself. What we add is the work
-around it, chosen by measurement (tests/benchmarks/reduce.py):
+Projection", 2018) supplies the method: the fuzzy kNN graph, the curve, the sampling
+schedule, and the whole fit for small sets. What we add is the work around it, chosen by
+measurement (tests/benchmarks/reduce.py, figures in the README):
 
 1. read the vectors chunk by chunk (NumPy, memory-mapped ``.npy`` or Zarr), refusing
    NaN/inf; for the cosine metric, scale each to unit length;
 2. collapse exact duplicates (ReLU layers yield many all-zero vectors): each distinct
    vector is laid out once and its copies land on the very same spot;
-3. project to ``pca_dims`` principal components when there are more dimensions;
-4. find the exact nearest neighbours with faiss (on the GPU when there is one) and give
-   them to umap-learn as its precomputed kNN graph, skipping its own NN-descent;
-5. above ``fit_size`` distinct vectors, fit UMAP on a seeded sample of that size and
-   place every other vector where umap-learn's own ``transform`` starts it: at the
-   membership-weighted mean of its nearest fitted neighbours. At this scale the layout
-   optimization, not the neighbour search, is what costs (DESIGN.md's measurements), and
-   this keeps it at a fixed size whatever N is.
+3. project to ``pca_dims`` principal components when there are more dimensions (64 by
+   default: at 32, small well-separated groups lost a tenth of their neighbours);
+4. up to ``exact_below`` distinct vectors: exact neighbours (faiss) and umap-learn's own
+   fit, spectral start and default epochs included;
+5. above: neighbours from a faiss IVF index (:mod:`atlas.neighbors`), umap-learn's fuzzy
+   graph over all of them, a start from the landmarks (UMAP of the IVF cells' centres,
+   each vector at its cell's landmark), then ``n_epochs`` of UMAP's optimisation over the
+   whole graph (:mod:`atlas.umap_epochs`, parallel and deterministic). Every vector ends
+   where its own neighbours pull it, so groups too small to show in any sample still
+   form their own islands.
 
 The result is deterministic for a seed on the CPU. Every setting is a field of
 :class:`atlas.config.ReduceConfig`, declared there once with its default.
@@ -31,7 +35,8 @@ import numpy as np
 
 from atlas.config import ReduceConfig
 from atlas.errors import AtlasError
-from atlas.rows import CHUNK, iter_rows, unit_rows
+from atlas.neighbors import Cells, cell_count, exact_knn, ivf_knn
+from atlas.rows import iter_rows, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +49,35 @@ class NonFiniteError(AtlasError, ValueError):
         self.index = index
 
 
+LANDMARK_EPOCHS = 40  # epochs over the whole graph from the landmark start (measured)
+LANDMARK_RATE = 0.5  # their first step size (umap-learn starts at 1 from a spectral layout)
+
+
 @dataclass(frozen=True)
 class LayoutInfo:
     """What a layout run did, recorded beside the coordinates."""
 
     n: int
     distinct: int
-    fitted: int
     dims: int
     n_neighbors: int
     min_dist: float
     metric: str
     seed: int
     pca_dims: int
-    fit_size: int
+    method: str  # "umap-learn" (the whole fit) or "landmarks" (start + epochs over all)
+    neighbours: str  # "exact" or "ivf"
+    cells: int  # IVF cells (the landmarks), 0 for exact neighbours
+    nprobe: int
+    n_epochs: int  # 0: umap-learn's default
+
+    def describe(self) -> str:
+        if self.method == "umap-learn":
+            return "exact neighbours, umap-learn's fit"
+        return (
+            f"IVF neighbours ({self.cells} cells, {self.nprobe} searched), "
+            f"{self.cells} landmarks, {self.n_epochs} epochs over every vector"
+        )
 
 
 def umap_layout(x, options: ReduceConfig | None = None, **settings) -> np.ndarray:
@@ -74,53 +94,100 @@ def umap_layout_info(
 ) -> tuple[np.ndarray, LayoutInfo]:
     """:func:`umap_layout`, also returning what it did (:class:`LayoutInfo`)."""
     options = (options or ReduceConfig()).updated(**settings)
-    n_neighbors, min_dist, metric = options.n_neighbors, options.min_dist, options.metric
-    seed, pca_dims, fit_size = options.seed, options.pca_dims, options.fit_size
-    normalize = metric == "cosine"
+    normalize = options.metric == "cosine"
     n, dims = x.shape
     # Exact duplicates (all-zero ReLU outputs among them) are laid out once.
     first, inverse = _distinct_rows(x)
-    if dims > pca_dims:
-        reduced = _pca(x, pca_dims, normalize=normalize)[first]
+    if dims > options.pca_dims:
+        reduced = _pca(x, options.pca_dims, normalize=normalize)[first]
         if normalize:
             reduced = unit_rows(reduced)
     else:
         reduced = read_vectors(x, normalize=normalize)[first]
     m = len(reduced)
-    k = max(2, min(n_neighbors, m - 2))  # plus each point itself: under m neighbours
-    fitted = min(m, fit_size)
-    info = LayoutInfo(n, m, fitted, dims, k, min_dist, metric, seed, pca_dims, fit_size)
+    k = max(2, min(options.n_neighbors, m - 2))  # plus each point itself: under m neighbours
+    whole = m <= options.exact_below
+    epochs = options.n_epochs or (0 if whole else LANDMARK_EPOCHS)
+    info = LayoutInfo(
+        n, m, dims, k, options.min_dist, options.metric, options.seed, options.pca_dims,
+        method="umap-learn" if whole else "landmarks",
+        neighbours="exact" if whole else "ivf",
+        cells=0 if whole else cell_count(m),
+        nprobe=0 if whole else options.nprobe,
+        n_epochs=epochs,
+    )  # fmt: skip
     if m < 4:  # too few distinct points for a neighbour graph: spread them evenly
         layout = np.zeros((m, 2), np.float32)
         layout[:, 0] = np.linspace(0, 1, m) if m > 1 else 0.5
         return layout[inverse], info
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(m, fitted, replace=False)) if fitted < m else np.arange(m)
-    base = np.ascontiguousarray(reduced[sample])
-    knn_index, knn_dist = exact_knn(base, base, k + 1)
-    embedding = _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, options.n_epochs)
-    layout = np.empty((m, 2), np.float32)
-    layout[sample] = embedding
-    if fitted < m:
-        rest = np.setdiff1d(np.arange(m), sample, assume_unique=True)
-        for start in range(0, len(rest), CHUNK):
-            rows = rest[start : start + CHUNK]
-            index, dist = exact_knn(base, np.ascontiguousarray(reduced[rows]), k)
-            layout[rows] = _place(embedding, index, dist)
+    if whole:
+        knn_index, knn_dist = exact_knn(reduced, reduced, k + 1)
+        layout = _fit_umap(reduced, knn_index, knn_dist, k, options.min_dist, options.seed, epochs)
+    else:
+        layout = _landmark_layout(reduced, k, epochs, options, normalize=normalize)
     return layout[inverse], info
 
 
+def _landmark_layout(
+    vectors: np.ndarray, k: int, epochs: int, options: ReduceConfig, *, normalize: bool
+) -> np.ndarray:
+    """IVF neighbours, umap-learn's fuzzy graph over all vectors, the landmark start, then
+    ``epochs`` of UMAP's optimisation over the whole graph."""
+    from umap.umap_ import find_ab_params, fuzzy_simplicial_set
+
+    from atlas.umap_epochs import optimize
+
+    seed = options.seed
+    knn_index, knn_dist, cells = ivf_knn(vectors, k + 1, nprobe=options.nprobe, seed=seed)
+    graph = fuzzy_simplicial_set(
+        vectors,
+        k + 1,
+        np.random.RandomState(seed),
+        "euclidean",
+        knn_indices=knn_index,
+        knn_dists=knn_dist,
+    )[0]
+    start = _landmark_start(cells, k, options.min_dist, seed, normalize=normalize)
+    a, b = find_ab_params(1.0, options.min_dist)
+    return optimize(
+        graph,
+        start,
+        n_epochs=epochs,
+        a=a,
+        b=b,
+        seed=seed,
+        learning_rate=LANDMARK_RATE,
+        order=cells.order,
+    )
+
+
+def _landmark_start(cells: Cells, k: int, min_dist: float, seed: int, *, normalize: bool):
+    """Each vector at its cell's landmark (umap-learn's layout of the cells' centres), plus
+    a seeded jitter of 0.4 % of the layout's extent so that no two start on one spot."""
+    centres = unit_rows(cells.centres) if normalize else cells.centres
+    neighbours = max(2, min(k, len(centres) - 2))
+    index, dist = exact_knn(centres, centres, neighbours + 1)
+    landmarks = _fit_umap(centres, index, dist, neighbours, min_dist, seed, 0)
+    rng = np.random.default_rng(seed)
+    jitter = 0.004 * np.ptp(landmarks, axis=0)
+    start = landmarks[cells.cell] + rng.normal(0, 1, (len(cells.cell), 2)) * jitter
+    return start.astype(np.float32)
+
+
 def normalize_layout(xy: np.ndarray, options: ReduceConfig | None = None, **settings) -> np.ndarray:
-    """Map a layout into [0, 1]^2 as the Distill atlas does: clip each axis to its
-    percentiles ``clip``, then scale so the points fill [margin, 1 - margin] (settings as
-    for :func:`umap_layout`)."""
+    """Map a layout into [0, 1]^2 as Lucid's activation atlas does: take each axis's
+    percentiles ``clip``, widen that range by ``clip_widen`` of its span on each side, clip
+    to it (only true outliers reach the edge), then scale what remains to fill
+    [margin, 1 - margin] (settings as for :func:`umap_layout`)."""
     options = (options or ReduceConfig()).updated(**settings)
-    clip, margin = options.clip, options.margin
     xy = np.asarray(xy, dtype=np.float64)
-    low = np.percentile(xy, clip[0], axis=0)
-    high = np.percentile(xy, clip[1], axis=0)
+    low, high = np.percentile(xy, options.clip, axis=0)
+    widen = options.clip_widen * (high - low)
+    clipped = np.clip(xy, low - widen, high + widen)
+    low, high = clipped.min(axis=0), clipped.max(axis=0)
     span = np.where(high - low > 0, high - low, 1.0)
-    unit = (np.clip(xy, low, high) - low) / span
+    unit = (clipped - low) / span
+    margin = options.margin
     return (margin + unit * (1 - 2 * margin)).astype(np.float32)
 
 
@@ -143,19 +210,6 @@ def _chunks(x, normalize: bool):
         yield start, unit_rows(block) if normalize else block
 
 
-def exact_knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest rows of ``base`` for each query, by Euclidean distance (on unit
-    vectors: the cosine order). Returns indices (Q, k) int64 and distances (Q, k) float32."""
-    import faiss
-
-    index = faiss.IndexFlatL2(base.shape[1])
-    if faiss.get_num_gpus() > 0:  # pragma: no cover - exercised on GPU machines only
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(base)
-    distances, indices = index.search(queries, min(k, len(base)))
-    return indices.astype(np.int64), np.sqrt(np.maximum(distances, 0)).astype(np.float32)
-
-
 def _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, n_epochs) -> np.ndarray:
     import umap
 
@@ -166,25 +220,15 @@ def _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, n_epochs) -> np.ndar
         metric="euclidean",
         random_state=seed,
         precomputed_knn=(knn_index, knn_dist, None),
-        n_epochs=n_epochs,
+        n_epochs=n_epochs or None,  # 0: umap-learn's default (500 up to 10,000, else 200)
         verbose=False,
     )
     with warnings.catch_warnings():
         # Expected here: a seed makes umap-learn single-threaded, and a precomputed kNN
-        # graph leaves it no search index (we place new points ourselves).
+        # graph leaves it no search index (we never add points later).
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
         warnings.filterwarnings("ignore", message="precomputed_knn", category=UserWarning)
         return reducer.fit_transform(base).astype(np.float32)
-
-
-def _place(embedding: np.ndarray, index: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """Positions at the membership-weighted mean of the neighbours' positions, with UMAP's
-    fuzzy weights exp(-(d - d_nearest) / sigma), sigma the neighbours' mean distance gap."""
-    gap = dist - dist[:, :1]
-    sigma = np.maximum(gap.mean(axis=1, keepdims=True), 1e-6)
-    weights = np.exp(-gap / sigma)
-    weights /= weights.sum(axis=1, keepdims=True)
-    return np.einsum("qk,qkd->qd", weights, embedding[index]).astype(np.float32)
 
 
 def _distinct_rows(x) -> tuple[np.ndarray, np.ndarray]:

@@ -105,7 +105,7 @@ def tiny_site(tiny_store, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pipeline")
     layout, grid = str(root / "layout.zarr"), str(root / "grid.zarr")
-    reduce_store(tiny_store, layout, ReduceConfig(fit_size=60))
+    reduce_store(tiny_store, layout, ReduceConfig())
     grid_store(tiny_store, layout, grid, GridConfig(levels=[2, 4, 8], min_count=1, exemplars=3))
     render = RenderConfig(icon_size=16, steps=2, batch_size=64)
     render_store(tiny_store, grid, str(root / "render"), render, scheduler="inline")
@@ -123,7 +123,7 @@ def tiny_site(tiny_store, tmp_path_factory):
         grid,
         str(root / "classes"),
         classes,
-        reduce_options=ReduceConfig(fit_size=60),
+        reduce_options=ReduceConfig(),
         render_options=render,
         scheduler="inline",
     )

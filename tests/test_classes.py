@@ -117,7 +117,7 @@ def test_own_layout_and_an_empty_class():
         [3],
         size=4,
         min_count=1,
-        reduce_options=ReduceConfig(fit_size=200),
+        reduce_options=ReduceConfig(),
     )
     assert atlas.xy.shape == (hot.sum(), 2) and (atlas.xy >= 0).all() and (atlas.xy <= 1).all()
     with pytest.raises(EmptyClassAtlas):

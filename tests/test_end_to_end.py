@@ -19,7 +19,6 @@ BIN = Path(sys.executable).parent
 SMALL = {
     "data": {"train_per_class": 40, "test_per_class": 6, "swapped_per_class": 6},
     "train": {"epochs": 2},
-    "reduce": {"fit_size": 200},
     "grid": {"levels": [4, 8], "min_count": 2},
     "render": {"icon_size": 16, "steps": 2},
     "classes": {
@@ -168,7 +167,7 @@ def test_the_imagenet_recipe_at_toy_size_on_random_weights(tiny_world, tmp_path)
             "--scheduler",
             "inline",
         ],
-        ["reduce", "-s", "reduce.fit_size=100", "--store", store, "--out", layout],
+        ["reduce", "--store", store, "--out", layout],
         ["grid", "-s", "grid.levels=[2,4,8]", "--store", store, "--layout", layout, "--out", grid],
         [
             "render",

@@ -30,11 +30,52 @@ def test_known_clusters_stay_separated():
     assert label_agreement(xy, labels) > 0.95  # chance is 0.2
 
 
-def test_fitting_a_sample_and_placing_the_rest_keeps_the_clusters():
-    x, labels = clusters(n=3000)
-    xy, info = umap_layout_info(x, fit_size=600)
-    assert info.fitted == 600 and info.distinct == 3000
-    assert label_agreement(xy, labels) > 0.95
+def rare_groups(n_big=6000, groups=40, size=10, dims=48, seed=0):
+    """Five big clusters plus ``groups`` small ones of ``size`` points each (0.16 % of the
+    points apiece), every small one far from the rest: what a sample-based layout loses."""
+    rng = np.random.default_rng(seed + 1)  # centres unlike the big clusters' own
+    big, big_labels = clusters(n=n_big, dims=dims, k=5, seed=seed, spread=1.0)
+    centres = rng.normal(0, 2, (groups, dims))
+    small = np.maximum(np.repeat(centres, size, 0) + rng.normal(0, 0.3, (groups * size, dims)), 0)
+    labels = np.concatenate([big_labels, 5 + np.repeat(np.arange(groups), size)])
+    return np.concatenate([big, small]).astype(np.float32), labels
+
+
+def island_share(xy, labels, rare):
+    """Share of the small groups' 2-D 5 nearest neighbours that are of their own group."""
+    from sklearn.neighbors import NearestNeighbors
+
+    near = NearestNeighbors(n_neighbors=6).fit(xy).kneighbors(xy[rare], return_distance=False)
+    return (labels[near[:, 1:]] == labels[rare][:, None]).mean()
+
+
+def test_the_landmark_path_optimises_every_vector_and_keeps_small_groups():
+    x, labels = rare_groups()
+    xy, info = umap_layout_info(x, exact_below=1000)
+    assert info.method == "landmarks" and info.neighbours == "ivf" and info.distinct == len(x)
+    assert info.cells > 0 and info.n_epochs == 40 and "landmarks" in info.describe()
+    assert np.isfinite(xy).all() and label_agreement(xy, labels) > 0.95
+    rare = labels >= 5
+    assert island_share(xy, labels, rare) > 0.95
+    # The start alone (each vector at its cell's landmark) does not: the epochs do it.
+    start = umap_layout(x, exact_below=1000, n_epochs=1)
+    assert island_share(start, labels, rare) < 0.9
+
+
+def test_the_landmark_path_is_deterministic_for_a_seed():
+    x, _ = clusters(n=3000)
+    first = umap_layout(x, exact_below=1000, seed=2)
+    assert np.array_equal(first, umap_layout(x, exact_below=1000, seed=2))
+    assert not np.array_equal(first, umap_layout(x, exact_below=1000, seed=3))
+
+
+def test_fit_size_in_a_config_is_an_error_that_says_what_to_do():
+    from pydantic import ValidationError
+
+    from atlas.config import ReduceConfig
+
+    with pytest.raises(ValidationError, match=r"fit_size is gone.*delete the key"):
+        ReduceConfig.model_validate({"fit_size": 5000})
 
 
 def test_duplicates_and_zero_vectors_land_together():
@@ -109,11 +150,24 @@ def test_trustworthiness_close_to_umap_learn():
 
 def test_normalized_layout_fills_the_unit_square_inside_the_margin():
     rng = np.random.default_rng(0)
-    xy = rng.normal(0, 1, (1000, 2)) * [10, 1] + [5, -3]
+    xy = rng.uniform(-1, 1, (1000, 2)) * [10, 1] + [5, -3]
     xy[0] = [1e6, 1e6]  # an outlier is clipped, not allowed to squash everything else
     unit = normalize_layout(xy, clip=(1, 99), margin=0.05)
     assert unit.min() >= 0.05 - 1e-6 and unit.max() <= 0.95 + 1e-6
-    assert np.allclose(
-        np.percentile(unit, [1, 99], axis=0), [[0.05, 0.05], [0.95, 0.95]], atol=1e-3
-    )
     assert (unit[0] == 0.95).all()
+    # Lucid's rule: the 1-99 % range widened by a tenth of it on each side, so only the
+    # outlier is clipped, and the rest keep their spacing between the low extreme and the
+    # clipped outlier.
+    low, high = np.percentile(xy, [1, 99], axis=0)
+    top = high + 0.1 * (high - low)
+    rest = xy[1:]
+    expected = 0.05 + 0.9 * (rest - rest.min(0)) / (top - rest.min(0))
+    np.testing.assert_allclose(unit[1:], expected, atol=1e-5)
+
+
+def test_at_most_a_thousandth_of_a_real_layout_lands_on_the_frame():
+    x, _ = clusters(n=5000, k=30, spread=1.5)
+    unit = normalize_layout(umap_layout(x))
+    frame = ((unit <= 0.05 + 1e-6) | (unit >= 0.95 - 1e-6)).any(axis=1)
+    assert frame.mean() <= 0.001  # plain 1-99 % clipping put 4 % there
+    assert frame.sum() >= 2  # the extremes themselves

@@ -20,7 +20,7 @@ OPTIONS = RenderConfig(icon_size=16, steps=4, batch_size=8)
 def grid(tiny_store, tmp_path_factory):
     root = tmp_path_factory.mktemp("maps")
     layout, grid = str(root / "layout.zarr"), str(root / "grid.zarr")
-    reduce_store(tiny_store, layout, ReduceConfig(fit_size=60))
+    reduce_store(tiny_store, layout, ReduceConfig())
     grid_store(tiny_store, layout, grid, GridConfig(levels=[2, 4], min_count=2, exemplars=3))
     return grid
 
@@ -99,18 +99,39 @@ def test_a_rerun_renders_nothing_and_a_new_level_only_its_new_cells(tiny_store, 
     assert changed.rendered == first.icons  # new settings, new icons
 
 
+def _icon_correlations(a, b):
+    a = a.reshape(len(a), -1).astype(float)
+    b = b.reshape(len(b), -1).astype(float)
+    a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+
+
 def test_icons_do_not_depend_on_the_batch_or_the_workers(tiny_store, grid, tmp_path):
-    render_store(
-        tiny_store,
-        grid,
-        str(tmp_path / "a"),
-        OPTIONS.model_copy(update={"batch_size": 3}),
-        scheduler="inline",
-    )
-    render_store(tiny_store, grid, str(tmp_path / "b"), OPTIONS.model_copy(update={"workers": 2}))
-    a = zarr.open_group(str(tmp_path / "a" / "render.zarr"))["4"]["icon"][:].astype(int)
-    b = zarr.open_group(str(tmp_path / "b" / "render.zarr"))["4"]["icon"][:].astype(int)
-    assert np.abs(a - b).max() <= 2  # batch composition changes only the last bits
+    """Each icon's seed and transforms are its own, so a different batch or worker split
+    gives the same picture. Not the same bits: the convolutions' reductions change with the
+    batch size and the CPU, and Adam turns near-zero gradients into full steps, so a few
+    pixels can differ by tens of levels on another machine. The icon itself stays put,
+    while a different seed gives a different icon (the control that makes this fail)."""
+    outs = {}
+    for name, update, scheduler in (
+        ("a", {"batch_size": 3}, "inline"),
+        ("b", {"workers": 2}, None),
+        ("seed", {"seed": 1}, "inline"),
+    ):
+        render_store(
+            tiny_store,
+            grid,
+            str(tmp_path / name),
+            OPTIONS.model_copy(update=update),
+            scheduler=scheduler,
+        )
+        level = zarr.open_group(str(tmp_path / name / "render.zarr"))["4"]
+        occupied = level["icon_key"][:] != ""
+        outs[name] = level["icon"][:][occupied].astype(int)
+    a, b = outs["a"], outs["b"]
+    assert np.median(np.abs(a - b)) <= 1
+    assert _icon_correlations(a, b).min() > 0.9
+    assert np.median(_icon_correlations(a, outs["seed"])) < 0.7
 
 
 def test_render_cli(capsys, tiny_store, grid, tmp_path):

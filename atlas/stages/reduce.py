@@ -56,8 +56,8 @@ def reduce_store(
             "reducer": {
                 **info.__dict__,
                 "clip": list(options.clip),
+                "clip_widen": options.clip_widen,
                 "margin": options.margin,
-                "n_epochs": options.n_epochs,
             },
         },
     )
