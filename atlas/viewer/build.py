@@ -7,8 +7,12 @@ could have written, and it loads lazily at any scale:
 - ``cells/<size>/<bx>_<by>.json``: the cells of one 16 x 16 block of a level (count, top
   classes with their attribution share, icon, exemplars with their crops and report
   links, icon quality), fetched as the view reaches them;
-- ``classes/<size>/<class>.json``: the cells of a level that push a class (for the class
-  filter), fetched when a class is chosen;
+- ``classes/<size>/<class>.json``: the cells of a level that push a class, with their
+  share of its attribution (the class filter's outlines and heat layer), fetched when a
+  class is chosen;
+- ``density/<size>.json`` (activations per cell, the density layer) and
+  ``labels/<size>.json`` (the level's labelled regions, :func:`region_labels`), fetched
+  when their layer is shown;
 - ``icons/``, ``crops/`` (exemplar crops around the sampled positions), ``tiles/``;
 - ``classes.html`` (class atlases, pair and checkpoint comparisons), and copies of the
   attribution reports and the model report, which the pages link to;
@@ -47,6 +51,7 @@ BLOCK = 16  # cells per side of a metadata block
 PAGES_ONLY = shutil.ignore_patterns("*.npy", "reports.json", CONFIG_RECORD)
 CROP_PX = 96  # exemplar crops are shown at this size
 EXEMPLARS = 4  # exemplars shown per cell
+LABELS = 400  # labelled regions per level at most (the heaviest)
 STATIC = Path(__file__).with_name("static")
 
 
@@ -95,13 +100,7 @@ def build_site(
     for size in renders.levels:
         level, icons = grid.level(size), renders.level(size)
         _write_level(out, size, level, icons, renders.icons, crops, links, class_names)
-        levels.append(
-            {
-                "size": size,
-                "dzi": f"tiles/{size}.dzi",
-                "occupied": int((level["count"][:] > 0).sum()),
-            }
-        )
+        levels.append(level_entry(out, size, int((level["count"][:] > 0).sum())))
 
     pages = {}
     if classes is not None:
@@ -126,6 +125,26 @@ def build_site(
     }
     (out / "atlas.json").write_text(json.dumps(atlas))
     return out / "index.html"
+
+
+def level_entry(out: Path, size: int, occupied: int) -> dict:
+    """A level of ``atlas.json``, with its deep-zoom description inline (what the .dzi file
+    says, as OpenSeadragon's JSON form), so the map asks for its first tiles at once."""
+    import xml.etree.ElementTree as ET
+
+    image = ET.parse(out / "tiles" / f"{size}.dzi").getroot()
+    found = image.find("{*}Size")
+    tiles = {
+        "Image": {
+            "xmlns": "http://schemas.microsoft.com/deepzoom/2008",
+            "Url": f"tiles/{size}_files/",
+            "Format": image.get("Format"),
+            "Overlap": image.get("Overlap"),
+            "TileSize": image.get("TileSize"),
+            "Size": {"Width": found.get("Width"), "Height": found.get("Height")},
+        }
+    }
+    return {"size": size, "dzi": f"tiles/{size}.dzi", "tiles": tiles, "occupied": occupied}
 
 
 class _Crops:
@@ -216,6 +235,13 @@ def _write_level(out, size, level, icons, cache: IconCache, crops, links, class_
         blocks.setdefault((col // BLOCK, row // BLOCK), []).append(entry)
     for (bx, by), entries in blocks.items():
         (out / "cells" / str(size) / f"{bx}_{by}.json").write_text(json.dumps(entries))
+    # The map's layers: each cell's count (density) and the labelled regions.
+    (out / "density").mkdir(exist_ok=True)
+    (out / "density" / f"{size}.json").write_text(json.dumps([int(n) for n in count]))
+    (out / "labels").mkdir(exist_ok=True)
+    (out / "labels" / f"{size}.json").write_text(
+        json.dumps(region_labels(top_class[:, 0], count, size))
+    )
     by_class: dict[int, list] = {}
     for cell in np.flatnonzero(count > 0):
         for c, s in zip(top_class[cell], share[cell], strict=True):
@@ -227,6 +253,31 @@ def _write_level(out, size, level, icons, cache: IconCache, crops, links, class_
         (folder / f"{c}.json").write_text(
             json.dumps(sorted(by_class.get(c, []), key=lambda e: -e[1]))
         )
+
+
+def region_labels(top: np.ndarray, count: np.ndarray, size: int, limit: int = LABELS) -> list:
+    """Labels for a level's map, as the Distill atlas has them: each region of adjacent
+    cells (4-neighbours) whose top class is the same, heaviest first (by activations),
+    at most ``limit``. Each is ``[class, x, y, activations]`` with (x, y) the member cell
+    nearest the region's activation-weighted centre, in the viewer's coordinates (x to
+    the right, y down, the level spanning [0, 1]). The viewer shows them heaviest first,
+    skipping any that would overlap one already shown at the current zoom."""
+    from scipy import ndimage
+
+    top = np.where(count > 0, top, -1).reshape(size, size)  # row 0: the layout's bottom
+    weight = count.reshape(size, size).astype(np.float64)
+    found = []
+    for klass in np.unique(top[top >= 0]):
+        regions, n = ndimage.label(top == klass)
+        for region in range(1, n + 1):
+            rows, cols = np.nonzero(regions == region)
+            w = weight[rows, cols]
+            centre_row, centre_col = (rows * w).sum() / w.sum(), (cols * w).sum() / w.sum()
+            nearest = np.argmin((rows - centre_row) ** 2 + (cols - centre_col) ** 2)
+            row, col = int(rows[nearest]), int(cols[nearest])
+            found.append([int(klass), (col + 0.5) / size, (size - row - 0.5) / size, int(w.sum())])
+    found.sort(key=lambda label: (-label[3], label[0], label[1], label[2]))
+    return [[c, round(x, 5), round(y, 5), w] for c, x, y, w in found[:limit]]
 
 
 def _write_classes_page(out: Path, store: ClassesStore, measures, crops, links) -> str:

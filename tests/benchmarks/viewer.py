@@ -25,7 +25,7 @@ import zarr
 
 from atlas.store.render import IconCache
 from atlas.viewer.browser import launch, wait_until
-from atlas.viewer.build import STATIC, _write_level
+from atlas.viewer.build import STATIC, _write_level, level_entry
 from atlas.viewer.server import serve_in_background
 from atlas.viewer.vendor import openseadragon
 
@@ -83,7 +83,7 @@ def synthetic_site(root: Path, size: int, icon: int, classes: int = 1000) -> Pat
         "classes": [f"class {i}" for i in range(classes)],
         "icon_size": icon,
         "block": 16,
-        "levels": [{"size": size, "dzi": f"tiles/{size}.dzi", "occupied": cells}],
+        "levels": [level_entry(site, size, cells)],
         "pages": {},
     }
     (site / "atlas.json").write_text(json.dumps(atlas))
@@ -109,27 +109,28 @@ def main() -> None:
             p.stat().st_size for p in (site / "classes").rglob("*.json")
         )
         server, url = serve_in_background(site)
-        first, full, fetched, fetched_bytes = [], [], 0, 0
+        first, full, steps, fetched, fetched_bytes = [], [], [], 0, 0
         with sync_playwright() as playwright:
             browser = launch(playwright)
             for _ in range(args.runs):
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
-                page.add_init_script(
-                    "window.__firstTile = null; addEventListener('load', () => {});"
-                )
                 start = time.perf_counter()
                 page.goto(url)
                 page.wait_for_selector("body[data-ready=true]", timeout=60000)
-                page.evaluate(
-                    "new Promise(r => { const v = atlasViewer.viewer; if (v.world.getItemAt(0).getTilesToDraw?.().length) r(); v.addOnceHandler('tile-drawn', () => r()); })"
-                )
-                first.append(time.perf_counter() - start)
+                wait_until(page, "atlasViewer.firstTileAt() !== null", 60)
+                # In the page's own clock, from the start of navigation.
+                first.append(page.evaluate("atlasViewer.firstTileAt()") / 1000)
                 wait_until(page, "atlasViewer.drawn()", 60)
                 full.append(time.perf_counter() - start)
                 entries = page.evaluate(
-                    "performance.getEntriesByType('resource').map(e => [e.name, e.encodedBodySize])"
+                    "performance.getEntriesByType('resource').map(e => [e.name, e.encodedBodySize, e.responseEnd])"
                 )
-                fetched, fetched_bytes = len(entries), sum(size for _, size in entries)
+                ends = {}
+                for name, _, end in entries:
+                    kind = "tile" if "_files/" in name else Path(name).name
+                    ends.setdefault(kind, end)
+                steps.append(ends)
+                fetched, fetched_bytes = len(entries), sum(size for _, size, _ in entries)
                 page.close()
             browser.close()
         server.shutdown()
@@ -138,6 +139,11 @@ def main() -> None:
         )
         print(
             f"  first tile drawn after {np.median(first) * 1000:.0f} ms, first screen complete after {np.median(full) * 1000:.0f} ms (median of {args.runs})"
+        )
+        order = ("openseadragon.min.js", "viewer.js", "atlas.json", f"{args.size}.dzi", "tile")
+        print(
+            "  fetched by (ms after navigation, last run): "
+            + ", ".join(f"{k} {steps[-1][k]:.0f}" for k in order if k in steps[-1])
         )
         print(
             f"  the first screen fetched {fetched} files, {fetched_bytes / 1024:.0f} KiB; the level's cell and class metadata ({metadata / 2**20:.1f} MiB) is fetched only where needed"
