@@ -243,7 +243,9 @@ def grid(config: Config, store: str, layout: str, out: str) -> None:
 )
 @click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
 @click.option(
-    "--metrics", type=click.Path(dir_okay=False), help="JSON of the icons' quality per level."
+    "--metrics",
+    type=click.Path(dir_okay=False),
+    help="JSON of the icons' median quality and grey area per level.",
 )
 def render(
     config: Config, store: str, grid_url: str, out: str, scheduler: str | None, metrics: str | None
@@ -258,6 +260,12 @@ def render(
     cached = summary.icons - summary.rendered
     counts = f"{summary.icons} icons ({summary.rendered} rendered, {cached} cached)"
     click.echo(f"{counts} in {summary.seconds:.1f} s; wrote {out}")
+    for size, quality in summary.median_quality.items():
+        grey = summary.median_grey_share[size]
+        click.echo(
+            f"  level {size}: median icon quality {quality} (its objective over the best "
+            f"exemplar's), median grey area {grey}"
+        )
 
 
 @cli.command("classes")

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveInt,
     ValidationError,
     field_validator,
@@ -257,16 +258,27 @@ class RenderConfig(Section):
     Keys marked "operational" change how fast icons are made, not what they show, so
     they are not part of an icon's cache key."""
 
-    icon_size: PositiveInt = Field(default=64, description="icon side in px")
+    icon_size: PositiveInt = Field(
+        default=64,
+        description="icon side in px: best the receptive field of the layer's central "
+        "position (pixels outside it cannot change the objective and stay grey)",
+    )
     steps: PositiveInt = 128
-    lr: float = Field(default=0.05, gt=0)
+    lr: float = Field(default=0.1, gt=0)
+    lr_schedule: Literal["cosine", "constant"] = Field(
+        default="cosine", description="step size constant, or falling to a twentieth of lr"
+    )
     cossim_pow: float = Field(default=4.0, ge=0, description="weight of direction purity")
     whiten: bool = Field(default=True, description="whiten targets with the layer's statistics")
-    transforms: Literal["scaled", "standard", "none"] = Field(
-        default="scaled",
-        description="Lucent's standard set with its pixel shifts scaled to the icon size "
-        "(scaled), as it is (standard, tuned for 224 px), or none",
+    transforms: Literal["affine", "scaled", "standard", "none"] = Field(
+        default="affine",
+        description="one mild random warp per step (affine: shift, scale, rotate below), "
+        "Lucent's standard set with its pixel shifts scaled to the icon size (scaled), as it "
+        "is (standard, tuned for 224 px), or none",
     )
+    shift: NonNegativeInt = Field(default=1, description="affine: largest shift in px")
+    scale: tuple[float, float] = Field(default=(0.95, 1.05), description="affine: zoom range")
+    rotate: float = Field(default=5.0, ge=0, description="affine: largest rotation, degrees")
     seed: int = 0
     levels: list[PositiveInt] | None = Field(default=None, description="default: every grid level")
     tile_size: PositiveInt = Field(default=256, description="deep-zoom tile side in px")
@@ -381,7 +393,7 @@ class ReportConfig(Section):
     steps: PositiveInt = 128
     lr: float = Field(default=0.05, gt=0)
     transforms: Literal["scaled", "standard", "none"] = Field(
-        default="scaled", description="as render.transforms"
+        default="scaled", description="as render.transforms (affine is for atlas icons)"
     )
 
 

@@ -60,7 +60,8 @@ def render_cells(
                 seeds=seeds[chunk],
                 steps=options.steps,
                 lr=options.lr,
-                transforms=transforms_for(options.transforms, options.icon_size),
+                lr_schedule=options.lr_schedule,
+                transforms=transforms_for(options.transforms, options.icon_size, options),
                 transform_seed=options.seed,
             )
         )

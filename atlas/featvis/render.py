@@ -25,8 +25,44 @@ STANDARD_TRANSFORMS = lucent_transform.standard_transforms  # pad, jitter, scale
 LUCENT_SIZE = 224  # the input size Lucent's standard set was tuned for (Lucid's InceptionV1)
 
 
-def transforms_for(kind: str, size: int) -> list[Callable]:
+def random_affine(
+    shift: int = 1, scale: tuple[float, float] = (0.95, 1.05), degrees: float = 5.0
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One random affine warp per step, shared by the batch: a shift of up to ``shift`` px
+    each way, a zoom in ``scale`` and a rotation of up to ``degrees`` about the centre, in a
+    single bilinear resampling; what moves in from outside is the initial grey. Lucent's
+    standard set does the same with three resamplings (its jitter is a bilinear warp too)
+    and an upsampling, and changes the image's size. The draws come from NumPy's global
+    generator, as Lucent's do (a render swaps in its own: :func:`seeded`)."""
+
+    def apply(image: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = image.shape
+        zoom = np.random.uniform(*scale)
+        angle = np.deg2rad(np.random.uniform(-degrees, degrees))
+        dx, dy = np.random.randint(-shift, shift + 1, 2) if shift else (0, 0)
+        # Output position u (normalized to [-1, 1]) samples the input at A (u - t).
+        cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+        matrix = np.array([[cos, -sin * h / w], [sin * w / h, cos]])
+        offset = np.array([2 * dx / w, 2 * dy / h])
+        theta = np.concatenate([matrix, -(matrix @ offset)[:, None]], axis=1)
+        theta = torch.as_tensor(theta, dtype=image.dtype, device=image.device)
+        grid = torch.nn.functional.affine_grid(
+            theta.expand(b, 2, 3), list(image.shape), align_corners=False
+        )
+        warped = torch.nn.functional.grid_sample(
+            image - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        return warped + 0.5
+
+    return apply
+
+
+def transforms_for(kind: str, size: int, options=None) -> list[Callable]:
     """The robustness transforms a config names, for icons of ``size`` px.
+
+    ``affine`` (the default): one mild random warp per step (:func:`random_affine`, its
+    amounts from ``options``, a :class:`atlas.config.RenderConfig`), which keeps the
+    icon's size and so the layer's central position over the same pixels.
 
     ``standard``: Lucent's standard set as it is. ``scaled``: the same set with its pixel
     amounts (padding 12, jitter 8 then 4) scaled by ``size / 224``, so an icon is shaken
@@ -36,10 +72,17 @@ def transforms_for(kind: str, size: int) -> list[Callable]:
     objective (see tests/featvis/test_render.py). ``none``: no transforms."""
     if kind == "none":
         return []
+    if kind == "affine":
+        shift, scale, degrees = (
+            (options.shift, tuple(options.scale), options.rotate)
+            if options
+            else (1, (0.95, 1.05), 5)
+        )
+        return [random_affine(shift, scale, degrees)]
     if kind == "standard":
         return list(STANDARD_TRANSFORMS)
     if kind != "scaled":
-        raise ValueError(f"unknown transforms {kind!r}: choose scaled, standard or none")
+        raise ValueError(f"unknown transforms {kind!r}: choose affine, scaled, standard or none")
     factor = size / LUCENT_SIZE
     pad, first, last = (round(amount * factor) for amount in (12, 8, 4))
     chosen = [lucent_transform.pad(pad, mode="constant", constant_value=0.5)] if pad else []
@@ -79,11 +122,13 @@ def render(
     seeds: Sequence[int],
     steps: int = 128,
     lr: float = 0.05,
+    lr_schedule: str = "constant",
     transforms: Sequence[Callable] = STANDARD_TRANSFORMS,
     transform_seed: int = 0,
     record_every: int = 0,
 ) -> RenderResult:
-    """Optimize ``len(seeds)`` images of ``size`` px with Adam to maximize ``objective``
+    """Optimize ``len(seeds)`` images of ``size`` px with Adam (step size ``lr``, constant
+    or falling along a cosine, ``lr_schedule``) to maximize ``objective``
     (one score per element). Element b starts from ``seeds[b]``; the transforms' random
     draws come from ``transform_seed`` and are shared by the batch, so an element's
     result does not depend on the rest of its batch."""
@@ -94,6 +139,12 @@ def render(
     device = model.device
     params, image_f = fft_image(size, seeds=seeds, device=device)
     optimizer = torch.optim.Adam(params, lr=lr)
+    # "cosine": the step size falls from lr to a twentieth of it, settling the details.
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr / 20)
+        if lr_schedule == "cosine"
+        else None
+    )
     transform = seeded(list(transforms), transform_seed)
     if model.fixed_size:  # the transforms change the size; this network takes one only
         transform = _then_resize(transform, model.preprocessing.input_size)
@@ -117,6 +168,8 @@ def render(
                 values = score(transform(image_f()))
                 (-values.sum()).backward()
                 optimizer.step()
+                if schedule is not None:
+                    schedule.step()
                 if record_every and step % record_every == 0:
                     history.append(values.detach().cpu().numpy())
             with torch.no_grad():

@@ -3,7 +3,8 @@ render store and the deep-zoom tiles (:mod:`atlas.store.render`, :mod:`atlas.til
 
 Outputs, under the output folder: ``icons/`` (the icon cache), ``render.zarr`` (per level
 the icons, their keys, objectives and quality: the icon's objective over the best
-exemplar's, i.e. how much more or less the icon drives its direction than the data does)
+exemplar's, i.e. how much more or less the icon drives its direction than the data does,
+and the share of its area left at the initial grey)
 and ``tiles/<level>.dzi`` pyramids.
 """
 
@@ -32,6 +33,7 @@ class RenderSummary:
     seconds: float
     folder: str  # the output folder
     median_quality: dict[int, float | None]  # per level
+    median_grey_share: dict[int, float | None]  # per level: icons' area left grey
 
     def _repr_png_(self) -> bytes:
         """In a notebook: the finest level's icons as a picture."""
@@ -68,7 +70,7 @@ def render_store(
     tiles = out / "tiles"
     tiles.mkdir(exist_ok=True)
     acts = run.layer(layer)["acts"]
-    offset, quality_by_level = 0, {}
+    offset, quality_by_level, grey_by_level = 0, {}, {}
     for size in levels:
         keys = all_keys[offset : offset + len(cells[size])]
         offset += len(cells[size])
@@ -83,6 +85,11 @@ def render_store(
         quality = value / np.where(exemplar_value > 0, exemplar_value, np.nan)
         measured = quality[np.isfinite(quality)]
         quality_by_level[size] = round(float(np.median(measured)), 4) if len(measured) else None
+        grey = np.full(n_cells, np.nan, np.float32)
+        grey[cells[size]] = grey_share(icons[cells[size]])
+        grey_by_level[size] = (
+            round(float(np.median(grey[cells[size]])), 4) if len(cells[size]) else None
+        )
         store.write_level(
             size,
             {
@@ -91,6 +98,7 @@ def render_store(
                 "objective": (value, ("cell",)),
                 "exemplar_objective": (exemplar_value, ("cell",)),
                 "quality": (quality, ("cell",)),
+                "grey_share": (grey, ("cell",)),
             },
         )
         write_pyramid(icons, cells[size], size, tiles / str(size), tile_size=options.tile_size)
@@ -104,7 +112,30 @@ def render_store(
         }
     )
     if metrics is not None:
-        write_metrics(metrics, {"median_quality": quality_by_level, "icons": len(all_keys)})
+        write_metrics(
+            metrics,
+            {
+                "median_quality": quality_by_level,
+                "median_grey_share": grey_by_level,
+                "icons": len(all_keys),
+            },
+        )
     return RenderSummary(
-        len(all_keys), rendered, time.perf_counter() - start, str(out), quality_by_level
+        len(all_keys),
+        rendered,
+        time.perf_counter() - start,
+        str(out),
+        quality_by_level,
+        grey_by_level,
     )
+
+
+GREY_TOLERANCE = 0.04  # a pixel this close to the initial grey (0.5) in every channel is dead
+
+
+def grey_share(icons: np.ndarray) -> np.ndarray:
+    """Per icon (N, S, S, 3) uint8, the share of its area still the initial grey: pixels
+    within ``GREY_TOLERANCE`` of 0.5 in every channel (what the optimization never
+    reached, e.g. outside the layer's receptive field)."""
+    close = np.abs(icons.astype(np.float32) / 255 - 0.5) < GREY_TOLERANCE
+    return close.all(axis=-1).mean(axis=(1, 2)).astype(np.float32)

@@ -98,7 +98,7 @@ def test_scaled_transforms_are_lucents_at_224_and_shake_small_icons_less():
     standard = [max(map(abs, shaken(transforms_for("standard", 64), 64, s))) for s in range(40)]
     scaled = [max(map(abs, shaken(transforms_for("scaled", 64), 64, s))) for s in range(40)]
     assert max(scaled) <= 4 < max(standard)
-    with pytest.raises(ValueError, match="scaled, standard or none"):
+    with pytest.raises(ValueError, match="affine, scaled, standard or none"):
         transforms_for("wobbly", 64)
 
 
@@ -113,3 +113,64 @@ def test_scaled_transforms_reach_more_of_a_direction_on_small_icons(cnn64):
             cnn64, objective, size=64, seeds=range(6), steps=48, transforms=transforms_for(kind, 64)
         ).values
     assert np.median(kinds["scaled"]) > 1.5 * np.median(kinds["standard"])
+
+
+def test_the_affine_warp_is_one_exact_shift_zoom_and_turn_with_grey_coming_in():
+    from atlas.featvis.render import random_affine
+
+    image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    still = seeded([random_affine(0, (1.0, 1.0), 0.0)], 0)(image)
+    torch.testing.assert_close(still, image, atol=1e-5, rtol=0)
+    # A pure shift: the same draws as the transform makes, then the image moved by them.
+    shifted = seeded([random_affine(3, (1.0, 1.0), 0.0)], 6)(image)
+    draws = np.random.RandomState(6)
+    draws.uniform(1.0, 1.0), draws.uniform(0, 0)
+    dx, dy = draws.randint(-3, 4, 2)
+    assert dx != 0 and dy != 0
+    expected = torch.full_like(image, 0.5)
+    expected[..., max(dy, 0) : 16 + min(dy, 0), max(dx, 0) : 16 + min(dx, 0)] = image[
+        ..., max(-dy, 0) : 16 + min(-dy, 0), max(-dx, 0) : 16 + min(-dx, 0)
+    ]
+    torch.testing.assert_close(shifted, expected, atol=1e-5, rtol=0)
+    # A turn about the centre: the middle of the left edge moves along the circle through
+    # it, by the drawn angle (the output samples the input turned the other way; y down).
+    turned = seeded([random_affine(0, (1.0, 1.0), 90.0)], 0)
+    draws = np.random.RandomState(0)
+    draws.uniform(1, 1)
+    angle = draws.uniform(-90, 90)
+    corner = torch.full((1, 1, 9, 9), 0.5)
+    corner[..., 4, 0] = 1.0  # the middle of the left edge
+    out = turned(corner)[0, 0]
+    y, x = divmod(int(out.argmax()), 9)
+    expected_y = round(4 + 4 * np.sin(np.deg2rad(angle)))
+    expected_x = round(4 - 4 * np.cos(np.deg2rad(angle)))
+    assert abs(y - expected_y) <= 1 and abs(x - expected_x) <= 1
+    assert transforms_for("affine", 64)[0] is not None
+
+
+def test_icons_at_the_receptive_field_reach_the_direction_with_the_default_recipe(cnn64):
+    """The defaults (one mild warp, cosine steps) against Lucent's scaled set: at the
+    layer's receptive field (block4 sees 38 px) the icons drive the direction further and
+    leave almost nothing grey."""
+    from atlas.config import RenderConfig
+    from atlas.stages.render import grey_share
+
+    directions = np.abs(np.random.default_rng(0).normal(size=(4, 128))).astype(np.float32)
+    objective = obj.direction("block4", directions, cossim_pow=4.0)
+    options = RenderConfig(icon_size=40)
+    ours = render(
+        cnn64,
+        objective,
+        size=40,
+        seeds=range(4),
+        steps=40,
+        lr=options.lr,
+        lr_schedule=options.lr_schedule,
+        transforms=transforms_for("affine", 40, options),
+    )
+    before = render(
+        cnn64, objective, size=64, seeds=range(4), steps=40, transforms=transforms_for("scaled", 64)
+    )
+    assert np.median(ours.values) > 2 * np.median(before.values)
+    icons = (np.clip(ours.images, 0, 1) * 255).astype(np.uint8)
+    assert np.median(grey_share(icons)) < 0.1
