@@ -3,7 +3,8 @@
     .venv/bin/python docs/screenshots.py outputs/demo/site outputs/demo/grid.zarr \
         outputs/demo/attribute
 
-Writes docs/viewer.png (the atlas with a cell hovered and its exemplars open) and
+Writes docs/level20.png (the atlas at level 20 with its labels), docs/viewer.png (a cell
+hovered and its exemplars open) and
 docs/report.png (the attribution report of a swapped desert leopard), scaled down and
 reduced to a small palette so they stay light in the repository.
 """
@@ -57,6 +58,13 @@ def main(site: str, grid: str, reports: str) -> None:
         page.goto(url)
         page.wait_for_selector("body[data-ready=true]", timeout=60000)
         wait_until(page, "atlasViewer.drawn()", 60)
+        # Zoom in until level 20 shows, with its labels.
+        while page.evaluate("atlasViewer.level()") < 20:
+            page.evaluate("atlasViewer.viewer.viewport.zoomBy(1.25)")
+            page.wait_for_timeout(300)
+        wait_until(page, "atlasViewer.drawn() && atlasViewer.labels().length > 0", 60)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(HERE / "level20.png"))
         level = page.evaluate("atlasViewer.level()")
         cell = busiest_cell(Path(grid), level)
         point = page.evaluate(f"atlasViewer.cellCenter({level}, {cell})")
@@ -75,7 +83,7 @@ def main(site: str, grid: str, reports: str) -> None:
         page.screenshot(path=str(HERE / "report.png"))
         browser.close()
     server.shutdown()
-    for name in ("viewer.png", "report.png"):
+    for name in ("viewer.png", "level20.png", "report.png"):
         shrink(HERE / name)
         print(f"wrote {HERE / name} ({(HERE / name).stat().st_size // 1024} KiB)")
 
