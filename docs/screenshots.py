@@ -40,7 +40,7 @@ def swapped_report(reports: Path) -> str:
     pages = [
         f"{entry['stem']}.html"
         for entry in read_report_index(reports)
-        if "test-swapped" in entry["source"] and entry["image"].startswith("desert_leopard/")
+        if entry["image"].startswith("test-swapped/desert_leopard/")
     ]
     if not pages:
         raise SystemExit(f"no swapped desert leopard among the reports in {reports}")
@@ -67,6 +67,12 @@ def main(site: str, grid: str, reports: str) -> None:
         page.screenshot(path=str(HERE / "level20.png"))
         level = page.evaluate("atlasViewer.level()")
         cell = busiest_cell(Path(grid), level)
+        page.evaluate(
+            f"""(() => {{ const row = Math.floor({cell} / {level}), col = {cell} % {level};
+                atlasViewer.viewer.viewport.panTo(new OpenSeadragon.Point(
+                    (col + 0.5) / {level}, ({level} - row - 0.5) / {level}), true); }})()"""
+        )
+        wait_until(page, "atlasViewer.drawn()", 60)
         point = page.evaluate(f"atlasViewer.cellCenter({level}, {cell})")
         page.mouse.click(point["x"], point["y"])
         page.locator("#panel").wait_for(state="visible", timeout=10000)

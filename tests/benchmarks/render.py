@@ -4,7 +4,8 @@ Same model (the demo CNN: trained if `make demo` has run, else seeded random wei
 objective (the mean of one `block4` channel per icon), icon size, steps, learning rate,
 transforms (Lucent's standard set) and input normalization. Both sides' final images are
 scored by the same function, without transforms. Also measures the memory an extra icon
-costs in a batch (peak RSS of fresh processes rendering batches of 8 and 64).
+costs in a batch (peak RSS of fresh processes rendering batches of 8 and 64), and one
+step's cost against the model's own forward + backward at the same batch (the limit).
 
     python tests/benchmarks/render.py [--n 32] [--steps 64] [--size 64]
 """
@@ -105,6 +106,33 @@ def batched_per_core(channels, steps, size) -> tuple[float, np.ndarray]:
     return seconds, score(models[0], images, channels)
 
 
+def step_costs(channels, steps, size) -> tuple[float, float]:
+    """Per optimization step of one worker's batch (one torch thread, as `atlas render`
+    runs): our whole step (parameterization, transforms, forward, backward, Adam), and the
+    model's own forward + backward on an input of the same batch and size (the limit)."""
+    model = demo_model()
+    torch.set_num_threads(1)
+    batch = channels[: (len(channels) + 1) // 2]
+    objective = obj.channel(LAYER, batch)
+    render(model, objective, size=size, seeds=range(len(batch)), steps=2)
+    start = time.perf_counter()
+    render(model, objective, size=size, seeds=range(len(batch)), steps=steps)
+    ours = (time.perf_counter() - start) / steps
+    module = model.module.eval().requires_grad_(False)
+    x = torch.rand(len(batch), 3, size, size, requires_grad=True)
+
+    def forward_backward() -> None:
+        module(x.contiguous(memory_format=torch.channels_last)).sum().backward()
+
+    forward_backward(), forward_backward()
+    start = time.perf_counter()
+    for _ in range(steps):
+        forward_backward()
+    bare = (time.perf_counter() - start) / steps
+    torch.set_num_threads(os.cpu_count() or 1)
+    return ours, bare
+
+
 def memory_child(batch: int, steps: int, size: int) -> None:
     """Print how much the process grows (MiB) while rendering a batch, sampled every 5 ms."""
     import threading
@@ -168,6 +196,7 @@ def main() -> None:
     t_lucent, v_lucent = lucent_one_by_one(model, channels, args.steps, args.size)
     t_one, v_one = batched(model, channels, args.steps, args.size)
     t_ours, v_ours = batched_per_core(channels, args.steps, args.size)
+    ours_step, bare_step = step_costs(channels, args.steps, args.size)
     small, large = peak_mib(8, 8, args.size), peak_mib(64, 8, args.size)
     per_icon = (large - small) / 56
     higher = (v_ours >= v_lucent).mean()
@@ -181,6 +210,11 @@ def main() -> None:
     print(f"  ours {v_ours.mean():.3f} (ours at least as high on {higher:.0%} of icons)")
     print(f"  (one batch on all cores: {args.n / t_one:.2f} icons/s, {t_lucent / t_one:.1f}x)")
     print(f"  memory: about {per_icon:.1f} MiB per icon in a batch")
+    print(
+        f"  one step of a worker's batch of {(args.n + 1) // 2}: ours {ours_step * 1000:.1f} ms, "
+        f"the model's own forward + backward {bare_step * 1000:.1f} ms "
+        f"({ours_step / bare_step:.2f}x the limit)"
+    )
     fields = {
         "n": args.n,
         "size": args.size,
@@ -194,6 +228,9 @@ def main() -> None:
         "objective_ours": round(float(v_ours.mean()), 4),
         "objective_one_batch": round(float(v_one.mean()), 4),
         "mib_per_icon": round(per_icon, 2),
+        "step_ms": round(ours_step * 1000, 1),
+        "forward_backward_ms": round(bare_step * 1000, 1),
+        "step_over_limit": round(ours_step / bare_step, 2),
     }
     print("BENCH render " + " ".join(f"{k}={v}" for k, v in fields.items()))
 

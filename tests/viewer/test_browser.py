@@ -164,6 +164,7 @@ def test_class_atlas_and_model_pages(browser_page):
 def fresh_atlas(page, url):
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]", timeout=30000)
+    page.evaluate("atlasViewer.viewer.viewport.goHome(true)")
     wait_until(page, "atlasViewer.level() === 4", 10)
 
 
@@ -180,8 +181,7 @@ def shown_label_boxes(page):
 def test_labels_name_each_region_by_its_top_class_without_overlapping(browser_page, tiny_site):
     page, problems, url = browser_page
     fresh_atlas(page, url)
-    page.evaluate("atlasViewer.viewer.viewport.goHome(true)")
-    wait_until(page, "atlasViewer.level() === 4 && atlasViewer.labels().length > 0", 10)
+    wait_until(page, "atlasViewer.labels().length > 0", 10)
     classes = zarr.open_group(tiny_site["store"], mode="r").attrs["atlas"]["class_names"]
     boxes = shown_label_boxes(page)
     assert boxes and all(b["text"] == classes[b["klass"]] for b in boxes)
@@ -227,8 +227,6 @@ def plane_pixel(page, name, size, cell):
 def test_density_layer_shows_how_many_activations_each_cell_averages(browser_page, tiny_site):
     page, problems, url = browser_page
     fresh_atlas(page, url)
-    page.evaluate("atlasViewer.viewer.viewport.goHome(true)")
-    wait_until(page, "atlasViewer.level() === 4", 10)
     page.click("#show-density")
     page.wait_for_selector("canvas.plane.density[data-size='4']", timeout=10000)
     busiest, count = busiest_cell(tiny_site, 4)
@@ -254,8 +252,6 @@ def test_density_layer_shows_how_many_activations_each_cell_averages(browser_pag
 def test_class_heat_layer_colours_the_cells_by_their_share_of_the_class(browser_page, tiny_site):
     page, problems, url = browser_page
     fresh_atlas(page, url)
-    page.evaluate("atlasViewer.viewer.viewport.goHome(true)")
-    wait_until(page, "atlasViewer.level() === 4", 10)
     classes = zarr.open_group(tiny_site["store"], mode="r").attrs["atlas"]["class_names"]
     level = level_store(tiny_site, 4)
     top, share, count = level["top_class"][:], level["top_class_share"][:], level["count"][:]
