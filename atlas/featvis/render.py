@@ -73,12 +73,9 @@ def transforms_for(kind: str, size: int, options=None) -> list[Callable]:
     if kind == "none":
         return []
     if kind == "affine":
-        shift, scale, degrees = (
-            (options.shift, tuple(options.scale), options.rotate)
-            if options
-            else (1, (0.95, 1.05), 5)
-        )
-        return [random_affine(shift, scale, degrees)]
+        if options is None:
+            return [random_affine()]
+        return [random_affine(options.shift, tuple(options.scale), options.rotate)]
     if kind == "standard":
         return list(STANDARD_TRANSFORMS)
     if kind != "scaled":
