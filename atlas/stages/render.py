@@ -83,13 +83,9 @@ def render_store(
         icon_keys = np.full(n_cells, "", dtype=object)
         icon_keys[cells[size]] = keys
         quality = value / np.where(exemplar_value > 0, exemplar_value, np.nan)
-        measured = quality[np.isfinite(quality)]
-        quality_by_level[size] = round(float(np.median(measured)), 4) if len(measured) else None
         grey = np.full(n_cells, np.nan, np.float32)
         grey[cells[size]] = grey_share(icons[cells[size]])
-        grey_by_level[size] = (
-            round(float(np.median(grey[cells[size]])), 4) if len(cells[size]) else None
-        )
+        quality_by_level[size], grey_by_level[size] = _median(quality), _median(grey)
         store.write_level(
             size,
             {
@@ -128,6 +124,12 @@ def render_store(
         quality_by_level,
         grey_by_level,
     )
+
+
+def _median(values: np.ndarray) -> float | None:
+    """The median of the finite values (cells without an icon or exemplar are NaN)."""
+    finite = values[np.isfinite(values)]
+    return round(float(np.median(finite)), 4) if len(finite) else None
 
 
 GREY_TOLERANCE = 0.04  # a pixel this close to the initial grey (0.5) in every channel is dead
