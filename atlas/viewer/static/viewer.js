@@ -31,7 +31,7 @@ function safeUrl(url) {
 
 const atlas = await (await fetch("atlas.json")).json();
 const levels = atlas.levels; // coarse to fine
-const blocks = new Map(); // "size/bx_by" -> Promise of cells keyed by cell id
+const blocks = new Map(); // "size/bx_by" -> Promise of that block's cells keyed by cell id
 let shown = levels[0].size;
 let filterClass = null;
 
@@ -111,15 +111,17 @@ function cellAt(point, size) {
   return { size, col, row, cell: row * size + col };
 }
 
+// Every JSON file the page reads, fetched once: url -> Promise of parsed JSON (null if absent).
+const cache = new Map();
+function json(url) {
+  if (!cache.has(url)) cache.set(url, fetch(url).then((r) => (r.ok ? r.json() : null)));
+  return cache.get(url);
+}
+
 function block(size, col, row) {
   const key = `${size}/${Math.floor(col / atlas.block)}_${Math.floor(row / atlas.block)}`;
   if (!blocks.has(key)) {
-    blocks.set(
-      key,
-      fetch(`cells/${key}.json`)
-        .then((response) => (response.ok ? response.json() : []))
-        .then((entries) => new Map(entries.map((entry) => [entry.cell, entry]))),
-    );
+    blocks.set(key, json(`cells/${key}.json`).then((entries) => new Map((entries ?? []).map((entry) => [entry.cell, entry]))));
   }
   return blocks.get(key);
 }
@@ -234,11 +236,6 @@ document.querySelector("#class-filter").addEventListener("change", (event) => {
 
 // ---- The map's layers: labels, density, class heat; each switchable, with a legend. ----
 
-const cache = new Map(); // url -> Promise of parsed JSON
-function json(url) {
-  if (!cache.has(url)) cache.set(url, fetch(url).then((r) => (r.ok ? r.json() : null)));
-  return cache.get(url);
-}
 const classCells = (size, c) => json(`classes/${size}/${c}.json`).then((cells) => cells ?? []);
 
 const switches = {
