@@ -231,6 +231,61 @@ def grid(config: Config, store: str, layout: str, out: str) -> None:
     click.echo(f"cells with samples per level: {filled}; wrote {out}")
 
 
+@cli.command("align")
+@config_options
+@click.option("--store", required=True, help="The run's activation store.")
+@click.option("--layout", required=True, help="The run's layout store (from atlas reduce).")
+@click.option(
+    "--compare-store",
+    required=True,
+    help="Another store of the same images (another checkpoint, or layer: align.layer).",
+)
+@click.option("--out", required=True, help="The aligned layout store to write.")
+@click.option(
+    "--metrics", type=click.Path(dir_okay=False), help="JSON of how aligned the maps are."
+)
+def align(
+    config: Config, store: str, layout: str, compare_store: str, out: str, metrics: str | None
+) -> None:
+    """Lay out another store's activations aligned with the run's layout; then `atlas grid`
+    and `atlas render` on it make the aligned atlas."""
+    from atlas.stages.align import align_store
+
+    result = align_store(
+        store,
+        layout,
+        compare_store,
+        out,
+        config.align,
+        config.reduce,
+        config.grid,
+        metrics=metrics,
+    )
+    _record(config, out, "align", "reduce", "grid", store=True)
+    shares = ", ".join(
+        f"{size}x{size}: {share:.0%}" for size, share in result.within_one_cell.items()
+    )
+    click.echo(
+        f"aligned {result.samples} samples into {out}; within one cell of their counterpart "
+        f"({shares}); neighbours kept {result.neighbours_aligned:.3f} "
+        f"(the run's layout: {result.neighbours_run_layout:.3f})"
+    )
+
+
+@cli.command("image-map")
+@config_options
+@click.option("--store", required=True, help="The run's activation store (its pooled vectors).")
+@click.option("--out", required=True, help="The image map folder to write.")
+def image_map(config: Config, store: str, out: str) -> None:
+    """Lay out the run's images by their pooled vectors on grids of thumbnails."""
+    from atlas.stages.image_map import image_map_store
+
+    summary = image_map_store(store, out, config.image_map, config.reduce)
+    _record(config, out, "image_map", "reduce")
+    shown = ", ".join(f"{size}x{size}: {n}" for size, n in summary.shown.items())
+    click.echo(f"mapped {summary.images} images into {out}; images shown per level: {shown}")
+
+
 @cli.command("render")
 @config_options
 @click.option("--store", required=True, help="The run's activation store (its model is used).")
@@ -266,6 +321,38 @@ def render(
             f"  level {size}: median icon quality {quality} (its objective over the best "
             f"exemplar's), median grey area {grey}"
         )
+
+
+@cli.command("channels")
+@config_options
+@click.option("--store", required=True, help="The run's activation store (its model is used).")
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    help="A layer whose channel tops were extracted (repeatable; channels.layers; default: "
+    "every such layer).",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder for the pages."
+)
+@click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
+def channels(
+    config: Config, store: str, layers: tuple[str, ...], out: str, scheduler: str | None
+) -> None:
+    """Each channel's feature visualization beside its top dataset images, cropped to the
+    receptive field of their peak: one page per layer."""
+    from atlas.stages.channels import channel_pages
+
+    options = config.channels.updated(layers=list(layers)) if layers else config.channels
+    summary = channel_pages(store, out, options, config.render, scheduler=scheduler)
+    _record(config, out, "channels", "render")
+    for layer in summary.layers:
+        click.echo(
+            f"{layer['name']}: {layer['channels']} channels, {layer['never_active']} never "
+            f"active; median icon over best image {layer['median_icon_ratio']}"
+        )
+    click.echo(f"wrote {out}/index.html in {summary.seconds:.1f} s")
 
 
 @cli.command("classes")
@@ -319,19 +406,91 @@ def classes(config: Config, store, layout, grid_url, out, compare_store, schedul
 @click.option(
     "--metrics", type=click.Path(dir_okay=False), help="JSON of the habitat shares, for DVC."
 )
-def demo_shortcut(classes_dir: str, world: str, out: str, metrics: str | None) -> None:
-    """The demo's shortcut measures: each class atlas's habitat share, and what the models
-    see in empty scenes."""
+@click.option(
+    "--store",
+    "stores",
+    multiple=True,
+    metavar="NAME=STORE",
+    help="A checkpoint to compare, by its activations of the world's training images "
+    "(repeatable; one NAME per checkpoint).",
+)
+@click.option(
+    "--train-metrics",
+    multiple=True,
+    metavar="NAME=JSON",
+    help="A checkpoint's metrics from atlas train (repeatable).",
+)
+@click.option(
+    "--shape-bias",
+    multiple=True,
+    metavar="NAME=DIR",
+    help="A checkpoint's output folder of atlas shape-bias (repeatable).",
+)
+def demo_shortcut(
+    classes_dir: str,
+    world: str,
+    out: str,
+    metrics: str | None,
+    stores: tuple[str, ...],
+    train_metrics: tuple[str, ...],
+    shape_bias: tuple[str, ...],
+) -> None:
+    """The demo's shortcut measures: each class atlas's habitat share, what the models
+    see in empty scenes and, given checkpoints (--store, --train-metrics, --shape-bias,
+    by name), a table comparing them."""
     from atlas.demo.shortcut import shortcut_measures
 
-    measures = shortcut_measures(classes_dir, world, out, metrics=metrics)
+    given = {"store": stores, "train_metrics": train_metrics, "shape_bias": shape_bias}
+    named: dict[str, dict[str, str]] = {}
+    for field, values in given.items():
+        flag = "--" + field.replace("_", "-")
+        for value in values:
+            name, sep, path = value.partition("=")
+            if not sep or not name or not path:
+                raise click.BadParameter(f"{value!r} is not NAME=PATH", param_hint=flag)
+            named.setdefault(name, {})[field] = path
+    measures = shortcut_measures(classes_dir, world, out, checkpoints=named, metrics=metrics)
     for group, values in measures["atlases"].items():
         shown = ", ".join(f"{key} {value:.2f}" for key, value in values.items())
         click.echo(f"{group}: {shown}")
     for habitat, top in measures["empty_scenes"].get("class", {}).items():
         guesses = ", ".join(f"{name} {p:.2f}" for name, p in top)
         click.echo(f"an empty {habitat} scene looks like: {guesses}")
+    for name, row in measures.get("checkpoints", {}).items():
+        shown = ", ".join(f"{key} {value:.2f}" for key, value in row.items() if value is not None)
+        click.echo(f"{name}: {shown}")
     click.echo(f"wrote {out}")
+
+
+@cli.command("shape-bias")
+@model_options
+@config_options
+@click.option(
+    "--cue-conflict",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CSV of cue-conflict images: path, shape, texture (paths relative to the file).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for shape-bias.json and example images.",
+)
+@click.option("--metrics", type=click.Path(dir_okay=False), help="JSON of the shape bias, for DVC.")
+def shape_bias(config: Config, cue_conflict: str, out: str, metrics: str | None) -> None:
+    """Shape bias (Geirhos et al. 2019): on images whose shape and texture are of two
+    classes, the share of the decisions following the shape among those following either."""
+    from atlas.stages.shape_bias import shape_bias_report
+
+    result = shape_bias_report(config.model, cue_conflict, out, config.shape_bias, metrics=metrics)
+    _record(config, out, "model", "shape_bias")
+    counts = result.counts
+    bias = "undefined" if result.shape_bias is None else f"{result.shape_bias:.3f}"
+    click.echo(
+        f"shape bias {bias}: {counts['shape']} decisions by shape, {counts['texture']} by "
+        f"texture, {counts['other']} by neither; wrote {out}"
+    )
 
 
 @cli.command("attribute")
@@ -342,16 +501,27 @@ def demo_shortcut(classes_dir: str, world: str, out: str, metrics: str | None) -
 )
 @click.option("--exemplars", help="A grid store: also report its cells' exemplar images.")
 @click.option(
+    "--image-map", "image_map", help="An image map folder: also report the images it shows."
+)
+@click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Folder for maps and pages."
 )
 @click.option("--methods", callback=_list, help="Comma-separated methods (attribute.methods).")
 @click.option("--target", help="'pred', 'label' or a class index (attribute.target).")
-def attribute(config: Config, sources: tuple[str, ...], exemplars: str | None, out: str) -> None:
+def attribute(
+    config: Config,
+    sources: tuple[str, ...],
+    exemplars: str | None,
+    image_map: str | None,
+    out: str,
+) -> None:
     """Attribution maps and HTML reports for images: saliency, guided backprop, Grad-CAM,
     occlusion, integrated gradients, with sanity and faithfulness checks."""
     from atlas.stages.attribute import attribute_store
 
-    reports = attribute_store(config.model, sources, out, config.attribute, exemplars=exemplars)
+    reports = attribute_store(
+        config.model, sources, out, config.attribute, exemplars=exemplars, image_map=image_map
+    )
     _record(config, out, "model", "attribute")
     click.echo(f"{len(reports)} image reports in {out}/index.html")
 
@@ -362,11 +532,23 @@ def attribute(config: Config, sources: tuple[str, ...], exemplars: str | None, o
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Folder for model.html."
 )
-def report_model(config: Config, out: str) -> None:
-    """The model report: layer table, first-layer filters, class visualizations."""
+@click.option(
+    "--shape-bias",
+    type=click.Path(file_okay=False),
+    help="Output folder of atlas shape-bias: state the model's shape bias with examples "
+    "(a folder without a result adds nothing).",
+)
+@click.option(
+    "--channels",
+    type=click.Path(file_okay=False),
+    help="Output folder of atlas channels: summarize it and link its pages.",
+)
+def report_model(config: Config, out: str, shape_bias: str | None, channels: str | None) -> None:
+    """The model report: layer table, first-layer filters, class visualizations, and the
+    shape bias when given."""
     from atlas.stages.report_model import report_model as run_report
 
-    page = run_report(config.model, out, config.report)
+    page = run_report(config.model, out, config.report, shape_bias=shape_bias, channels=channels)
     _record(config, out, "model", "report")
     click.echo(f"wrote {page}")
 
@@ -402,6 +584,18 @@ def report_model(config: Config, out: str) -> None:
 )
 @click.option(
     "--model-report", type=click.Path(file_okay=False), help="Output folder of atlas report-model."
+)
+@click.option(
+    "--aligned",
+    type=click.Path(file_okay=False),
+    help="An aligned atlas: the folder of atlas align's layout.zarr and the grid.zarr and "
+    "render/ made from it.",
+)
+@click.option(
+    "--image-map", type=click.Path(file_okay=False), help="Output folder of atlas image-map."
+)
+@click.option(
+    "--channels", type=click.Path(file_okay=False), help="Output folder of atlas channels."
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the site.")
 @click.option("--title", default="Activation atlas", help="The page title.")

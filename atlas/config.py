@@ -97,6 +97,10 @@ class DataConfig(Section):
     confounded: bool = Field(
         default=True, description="false: the look-alikes live on every habitat (no shortcut)"
     )
+    cue_conflict_per_pair: NonNegativeInt = Field(
+        default=5,
+        description="cue-conflict images (a class's shape with another's texture) per pair",
+    )
 
 
 class TrainConfig(Section):
@@ -113,6 +117,12 @@ class TrainConfig(Section):
         default="none", description="'backbone' trains only the classification head"
     )
     augment: bool = Field(default=True, description="random horizontal flips and shifts")
+    mix: Literal["none", "cutmix", "mixup"] = Field(
+        default="none",
+        description="mix each batch: paste a box of another image (CutMix) or blend two "
+        "images (MixUp), the targets mixed in proportion",
+    )
+    mix_alpha: float = Field(default=1.0, gt=0, description="Beta(alpha, alpha) of the mixing")
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     max_memory_gb: float = Field(
         default=4.0, gt=0, description="the decoded training set must fit in this much memory"
@@ -145,6 +155,11 @@ class ExtractConfig(Section):
     )
     attribution_k: PositiveInt = 5
     topk: PositiveInt = Field(default=5, description="predictions recorded per sample")
+    channel_top: NonNegativeInt = Field(
+        default=9,
+        description="per channel of a spatial layer, the images where it is highest (its "
+        "largest value over the whole map; Zeiler & Fergus's exemplars); 0: off",
+    )
     limit: PositiveInt | None = Field(default=None, description="use only the first N images")
     max_pixels: PositiveInt = Field(
         default=89_478_485, description="larger images are skipped as bombs"
@@ -297,6 +312,20 @@ class RenderConfig(Section):
     )
 
 
+class ChannelsConfig(Section):
+    """Channel pages (``atlas channels``): each channel's top dataset images beside its
+    feature visualization, rendered with the render section's recipe; see atlas/channels.py."""
+
+    layers: list[str] | None = Field(
+        default=None, description="default: every layer whose channel tops were extracted"
+    )
+    objective: Literal["neuron", "channel"] = Field(
+        default="neuron",
+        description="what an icon maximizes: the channel at the map's central position (one "
+        "receptive field, as the crops beside it show) or its mean over the whole map",
+    )
+
+
 class ClassesConfig(Section):
     """Class atlases, pair and checkpoint comparisons (``atlas classes``); see atlas/classes.py."""
 
@@ -358,6 +387,11 @@ class AttributeConfig(Section):
         description="blocks re-initialized one by one, top down, in the cascading "
         "randomization check (default: every block)",
     )
+    randomize_methods: list[str] | None = Field(
+        default=None,
+        description="methods given the cascading randomization check (default: every "
+        "method run; the check reruns each method once per randomized block)",
+    )
     randomization_flag: float = Field(
         default=0.7,
         description="flag maps whose rank correlation with the original is still at least "
@@ -397,6 +431,60 @@ class ReportConfig(Section):
     )
 
 
+class ShapeBiasConfig(Section):
+    """Shape bias on a cue-conflict set (``atlas shape-bias``); see atlas/shape_bias.py."""
+
+    categories: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="cue categories: classes that share their shape and texture, as one "
+        "(name -> class names); a prediction of any of them is the category's",
+    )
+    examples: NonNegativeInt = Field(default=4, description="example images kept per outcome")
+    batch_size: PositiveInt = 64
+
+
+class AlignConfig(Section):
+    """An aligned atlas (``atlas align``): the same images' activations in another
+    checkpoint or layer, laid out in step with the run's own layout; see atlas/align.py."""
+
+    layer: str | None = Field(
+        default=None, description="the other store's layer (default: its only)"
+    )
+    pull: float = Field(
+        default=1.0,
+        ge=0,
+        description="strength of the alignment term: each epoch pulls every point this much "
+        "(times the step size) towards its counterpart in the run's layout; 0: none",
+    )
+    epochs: PositiveInt = Field(default=100, description="epochs of UMAP's optimisation")
+    learning_rate: float = Field(default=0.5, gt=0, description="their first step size")
+    levels: list[PositiveInt] | None = Field(
+        default=None,
+        description="grid levels of the aligned atlas, among grid.levels (default: all of them)",
+    )
+
+
+class ImageMapConfig(Section):
+    """The image map (``atlas image-map``): whole images laid out by their pooled vectors
+    (the "CNN codes") and snapped to a grid of thumbnails; see atlas/image_map.py."""
+
+    layer: str | None = Field(default=None, description="pooled layer (default: the store's only)")
+    levels: list[PositiveInt] = Field(
+        default_factory=lambda: [8, 16, 32], description="cells per side, one image shown per cell"
+    )
+    min_dist: float = Field(
+        default=0.5,
+        ge=0,
+        description="UMAP's min_dist for the map (the rest as in reduce): higher spreads "
+        "each group over more cells",
+    )
+    reach: float = Field(
+        default=1.5, gt=0, description="a cell shows the nearest unshown image this many cells away"
+    )
+    thumb_size: PositiveInt = Field(default=64, description="thumbnail side in px")
+    tile_size: PositiveInt = Field(default=256, description="deep-zoom tile side in px")
+
+
 class Config(Section):
     """A whole run: the model and one section per stage."""
 
@@ -415,9 +503,13 @@ class Config(Section):
     reduce: ReduceConfig = ReduceConfig()
     grid: GridConfig = GridConfig()
     render: RenderConfig = RenderConfig()
+    channels: ChannelsConfig = ChannelsConfig()
     classes: ClassesConfig = ClassesConfig()
     attribute: AttributeConfig = AttributeConfig()
     report: ReportConfig = ReportConfig()
+    shape_bias: ShapeBiasConfig = ShapeBiasConfig()
+    align: AlignConfig = AlignConfig()
+    image_map: ImageMapConfig = ImageMapConfig()
 
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections (all when none are named)."""

@@ -7,6 +7,11 @@ Class attribution follows the activation-atlas papers (Carter et al., "Activatio
 Atlas", Distill 2019): the activation vector ``a`` at the sampled position times the
 gradient of the class logit with respect to it, summed over channels, i.e. the first-order
 (linear) share of that logit the vector accounts for.
+
+The same pass records, per image, the layer's spatial mean (a whole-image embedding) and,
+per channel of a spatial layer, its largest value anywhere in the map and where: each
+task ranks its images by it, channel by channel (Zeiler & Fergus, "Visualizing and
+Understanding Convolutional Networks", 2014), without reading an image twice.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from atlas.data import UnusableImage, read_pixels
 from atlas.layers import get_layer
 from atlas.models import LoadedModel
 from atlas.runtime import cached_model, thread_copy
-from atlas.store import LayerGeometry, RunLayout, open_run
+from atlas.store import ChannelTops, LayerGeometry, RunLayout, open_run
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +144,11 @@ def batch_samples(
 
     ``inputs`` are normalized model inputs (B, 3, S, S); ``positions[layer]`` is (B, P, 2).
     Returns per layer ``acts`` (B*P, C) and, when ``slots``, ``attribution`` and
-    ``attribution_class`` (B*P, slots); plus the top-k predicted classes and
-    probabilities (B, topk).
+    ``attribution_class`` (B*P, slots), and per image ``pooled`` (B, C), the spatial mean
+    (the vector itself for a vector layer), and for a spatial layer ``peak`` (B, C), each
+    channel's largest value over the map, and ``peak_at`` (B, C), its flat position
+    ``y * width + x`` (the first in row-major order on ties); plus the top-k predicted
+    classes and probabilities (B, topk).
     """
     model = loaded.module
     names = [g.name for g in geometries]
@@ -153,6 +161,9 @@ def batch_samples(
     top_prob, top_class = probs.topk(topk, dim=1)
     gathered = {g.name: _gather(outputs[g.name], g, positions[g.name]) for g in geometries}
     result = {g.name: {"acts": gathered[g.name].detach().float().cpu().numpy()} for g in geometries}
+    with torch.no_grad():
+        for g in geometries:
+            result[g.name].update(_image_summaries(outputs[g.name].detach(), g))
     if slots:
         num_classes = logits.shape[1]
         if slots == num_classes:
@@ -174,6 +185,37 @@ def batch_samples(
                 classes.repeat_interleave(per, dim=0).to(torch.int32).cpu().numpy()
             )
     return result, top_class.to(torch.int32).cpu().numpy(), top_prob.cpu().numpy()
+
+
+def _image_summaries(tensor: torch.Tensor, geometry: LayerGeometry) -> dict[str, np.ndarray]:
+    """Per image of a layer's output: ``pooled``, and for a map ``peak`` and ``peak_at``
+    (see :func:`batch_samples`)."""
+    if not geometry.spatial:
+        return {"pooled": tensor.float().cpu().numpy()}
+    # Float first: a half-precision mean over a large map loses digits.
+    flat = tensor.float().flatten(2)
+    peak, peak_at = flat.max(dim=2)  # PyTorch returns the first maximal index on ties
+    return {
+        "pooled": flat.mean(dim=2).cpu().numpy(),
+        "peak": peak.cpu().numpy(),
+        "peak_at": peak_at.to(torch.int32).cpu().numpy(),
+    }
+
+
+def task_channel_tops(
+    peak: np.ndarray, peak_at: np.ndarray, images: np.ndarray, width: int, k: int
+) -> ChannelTops:
+    """The ``k`` images of one task with the largest value of each channel: ``peak`` and
+    ``peak_at`` (N, C) per image (:func:`batch_samples`), ``images`` (N,) their global
+    indices (-1: skipped), ``width`` the map's. Ties go to the lower image index."""
+    channels = peak.shape[1]
+    yx = np.stack([peak_at // width, peak_at % width], axis=-1).astype(np.int32)
+    return ChannelTops.select(
+        np.ascontiguousarray(peak.T),
+        np.broadcast_to(images.astype(np.int64), (channels, len(images))),
+        np.ascontiguousarray(yx.transpose(1, 0, 2)),
+        k,
+    )
 
 
 def _gather(
@@ -230,6 +272,7 @@ def run_task(
 
     reasons = np.full(n, "", dtype=object)
     per_layer = {g.name: _empty_columns(g, n, layout) for g in layout.layers}
+    per_image = {g.name: _empty_image_columns(g, n, layout) for g in layout.layers}
     positions = {g.name: sample_positions(g, indices, options) for g in layout.layers}
     top_class = np.full((n, layout.topk), -1, np.int32)
     top_prob = np.zeros((n, layout.topk), np.float32)
@@ -268,7 +311,10 @@ def run_task(
                     np.asarray(ok)[:, None] * g.samples_per_image + np.arange(g.samples_per_image)
                 ).ravel()
                 for name, values in samples[g.name].items():
-                    per_layer[g.name][name][rows_out] = values
+                    if name in per_image[g.name]:
+                        per_image[g.name][name][ok] = values
+                    elif name in per_layer[g.name]:
+                        per_layer[g.name][name][rows_out] = values
 
     valid = reasons == ""
     for g in layout.layers:
@@ -283,6 +329,19 @@ def run_task(
         columns["valid"] = np.repeat(valid, per)
         columns["topk_class"] = np.repeat(top_class, per, axis=0)
         columns["topk_prob"] = np.repeat(top_prob, per, axis=0)
+        summaries = per_image[g.name]
+        columns["pooled"] = summaries["pooled"]
+        if "peak" in summaries:
+            tops = task_channel_tops(
+                summaries["peak"],
+                summaries["peak_at"],
+                np.where(valid, indices, -1),
+                g.width,
+                layout.channel_top,
+            )
+            columns["channel_top_value"] = tops.value
+            columns["channel_top_image"] = tops.image
+            columns["channel_top_pos"] = tops.pos
     store.write_task(task, {"skip_reason": reasons.astype(str)}, per_layer)
     return {
         "task": task,
@@ -314,6 +373,16 @@ def _empty_columns(g: LayerGeometry, n: int, layout: RunLayout) -> dict[str, np.
     if layout.attribution_slots:
         columns["attribution"] = np.zeros((rows, layout.attribution_slots), np.float32)
         columns["attribution_class"] = np.full((rows, layout.attribution_slots), -1, np.int32)
+    return columns
+
+
+def _empty_image_columns(g: LayerGeometry, n: int, layout: RunLayout) -> dict[str, np.ndarray]:
+    """What a task keeps per image of a layer: the pooled vectors, and the channels' peaks
+    where their top images are ranked (zeros for skipped images)."""
+    columns = {"pooled": np.zeros((n, g.channels), np.float32)}
+    if g.spatial and layout.channel_top:
+        columns["peak"] = np.zeros((n, g.channels), np.float32)
+        columns["peak_at"] = np.zeros((n, g.channels), np.int32)
     return columns
 
 

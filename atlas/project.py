@@ -22,7 +22,19 @@ from atlas.layers import repeated_blocks
 from atlas.models import LoadedModel, load_model
 from atlas.version import package_version
 
-SECTIONS = ("model", "extract", "reduce", "grid", "render", "classes", "attribute", "report")
+SECTIONS = (
+    "model",
+    "extract",
+    "reduce",
+    "grid",
+    "render",
+    "channels",
+    "align",
+    "image_map",
+    "classes",
+    "attribute",
+    "report",
+)
 RUN = "atlas"
 # A new project's defaults where the library's would not suit every data set: a few
 # classes get class atlases, a few images per class get reports.

@@ -96,16 +96,9 @@ def umap_layout_info(
     options = (options or ReduceConfig()).updated(**settings)
     normalize = options.metric == "cosine"
     n, dims = x.shape
-    # Exact duplicates (all-zero ReLU outputs among them) are laid out once.
-    first, inverse = _distinct_rows(x)
-    if dims > options.pca_dims:
-        reduced = _pca(x, options.pca_dims, normalize=normalize)[first]
-        if normalize:
-            reduced = unit_rows(reduced)
-    else:
-        reduced = read_vectors(x, normalize=normalize)[first]
+    reduced, inverse = distinct_vectors(x, options)
     m = len(reduced)
-    k = max(2, min(options.n_neighbors, m - 2))  # plus each point itself: under m neighbours
+    k = neighbour_count(options, m)
     whole = m <= options.exact_below
     epochs = options.n_epochs or (0 if whole else LANDMARK_EPOCHS)
     info = LayoutInfo(
@@ -128,25 +121,59 @@ def umap_layout_info(
     return layout[inverse], info
 
 
+def distinct_vectors(x, options: ReduceConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors a layout is computed on: each distinct row of ``x`` once (exact
+    duplicates, all-zero ReLU outputs among them, are laid out once), projected to
+    ``pca_dims`` principal components when wider, unit length for the cosine metric;
+    and, per row of ``x``, the index of its vector among them."""
+    normalize = options.metric == "cosine"
+    first, inverse = _distinct_rows(x)
+    if x.shape[1] > options.pca_dims:
+        reduced = _pca(x, options.pca_dims, normalize=normalize)[first]
+        return (unit_rows(reduced) if normalize else reduced), inverse
+    return read_vectors(x, normalize=normalize)[first], inverse
+
+
+def neighbour_count(options: ReduceConfig, m: int) -> int:
+    """Neighbours per vector among ``m`` distinct ones (plus itself: under ``m``)."""
+    return max(2, min(options.n_neighbors, m - 2))
+
+
+def fuzzy_graph(vectors: np.ndarray, k: int, options: ReduceConfig, *, exact: bool):
+    """umap-learn's fuzzy graph of ``vectors`` over their ``k`` neighbours (``exact``, or
+    from a faiss IVF index) and the IVF cells (None when exact), whose order keeps graph
+    neighbours in one block of the epochs."""
+    from umap.umap_ import fuzzy_simplicial_set
+
+    cells = None
+    if exact:
+        knn_index, knn_dist = exact_knn(vectors, vectors, k + 1)
+    else:
+        knn_index, knn_dist, cells = ivf_knn(
+            vectors, k + 1, nprobe=options.nprobe, seed=options.seed
+        )
+    graph = fuzzy_simplicial_set(
+        vectors,
+        k + 1,
+        np.random.RandomState(options.seed),
+        "euclidean",
+        knn_indices=knn_index,
+        knn_dists=knn_dist,
+    )[0]
+    return graph, cells
+
+
 def _landmark_layout(
     vectors: np.ndarray, k: int, epochs: int, options: ReduceConfig, *, normalize: bool
 ) -> np.ndarray:
     """IVF neighbours, umap-learn's fuzzy graph over all vectors, the landmark start, then
     ``epochs`` of UMAP's optimisation over the whole graph."""
-    from umap.umap_ import find_ab_params, fuzzy_simplicial_set
+    from umap.umap_ import find_ab_params
 
     from atlas.umap_epochs import optimize
 
     seed = options.seed
-    knn_index, knn_dist, cells = ivf_knn(vectors, k + 1, nprobe=options.nprobe, seed=seed)
-    graph = fuzzy_simplicial_set(
-        vectors,
-        k + 1,
-        np.random.RandomState(seed),
-        "euclidean",
-        knn_indices=knn_index,
-        knn_dists=knn_dist,
-    )[0]
+    graph, cells = fuzzy_graph(vectors, k, options, exact=False)
     start = _landmark_start(cells, k, options.min_dist, seed, normalize=normalize)
     a, b = find_ab_params(1.0, options.min_dist)
     return optimize(

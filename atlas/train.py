@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision.transforms import v2
 
 from atlas.config import TrainConfig
 from atlas.models import LoadedModel, find_head
@@ -49,7 +50,8 @@ def train_classifier(
     """Train ``loaded.module`` in place on ``data``; returns the per-epoch loss and accuracy.
 
     AdamW or SGD with a one-cycle learning-rate schedule, optional random flips and
-    shifts, seeded shuffling. ``freeze="backbone"`` trains only the head.
+    shifts, optional CutMix or MixUp of each batch (:func:`batch_mixer`), seeded shuffling.
+    ``freeze="backbone"`` trains only the head.
     """
     device = resolve_device(options.device)
     model = loaded.module.to(device)
@@ -67,6 +69,7 @@ def train_classifier(
     )
     generator = torch.Generator().manual_seed(options.seed)
     torch.manual_seed(options.seed)
+    mixer = batch_mixer(options, loaded.num_classes)
     result = TrainResult()
     start = time.perf_counter()
     for epoch in range(1, options.epochs + 1):
@@ -83,10 +86,15 @@ def train_classifier(
             images = data.images[index]
             if options.augment:
                 images = augment(images, generator)
-            inputs = loaded.preprocessing.normalize(images.to(device, torch.float32) / 255.0)
-            labels = data.labels[index].to(device)
+            pixels, labels = images.to(torch.float32) / 255.0, data.labels[index]
+            targets = labels
+            if mixer is not None:
+                pixels, targets = mix_batch(mixer, pixels, labels, generator)
+                labels = targets.argmax(1)  # the larger part of each mixed image
+            inputs = loaded.preprocessing.normalize(pixels.to(device))
+            labels, targets = labels.to(device), targets.to(device)
             logits = model(inputs)
-            loss = F.cross_entropy(logits, labels, label_smoothing=options.label_smoothing)
+            loss = F.cross_entropy(logits, targets, label_smoothing=options.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -142,6 +150,31 @@ def evaluate(
         "count": len(data),
         "per_class": per_class,
     }
+
+
+def batch_mixer(options: TrainConfig, num_classes: int) -> v2.Transform | None:
+    """The batch mixing ``options.mix`` names, from torchvision: CutMix (Yun et al.,
+    "CutMix: Regularization Strategy to Train Strong Classifiers with Localizable
+    Features", ICCV 2019) pastes a box of the batch's next image into each image, MixUp
+    (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018) blends the two;
+    both mix the one-hot targets in proportion. None for ``mix="none"``."""
+    if options.mix == "none":
+        return None
+    kind = v2.CutMix if options.mix == "cutmix" else v2.MixUp
+    return kind(alpha=options.mix_alpha, num_classes=num_classes)
+
+
+def mix_batch(
+    mixer: v2.Transform, pixels: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One mixed batch: images (B, 3, H, W) float and class indices (B,) in, mixed images
+    and soft targets (B, classes) out. torchvision draws from torch's global random state;
+    here it is seeded from ``generator`` for each batch, so the mixing follows the run's
+    seed alone."""
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return mixer(pixels, labels)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator, max_shift: int = 4) -> torch.Tensor:

@@ -62,6 +62,8 @@ def _epoch(
     epoch,
     seed,
     bounds,
+    anchor,
+    anchor_pull,
 ):  # pragma: no cover - compiled by numba; its behaviour is tested through optimize()
     n_vertices = position.shape[0]
     zero = np.float32(0.0)
@@ -117,6 +119,10 @@ def _epoch(
                 next_push[edge] += pushes * every_push[edge]
                 position[i, 0] = x
                 position[i, 1] = y
+            if anchor_pull > zero:  # the alignment term: a spring to the vertex's anchor
+                spring = min(alpha * anchor_pull, one)  # never past the anchor
+                position[i, 0] = x + spring * (anchor[i, 0] - x)
+                position[i, 1] = y + spring * (anchor[i, 1] - y)
 
 
 def optimize(
@@ -129,13 +135,18 @@ def optimize(
     seed: int = 0,
     learning_rate: float = 1.0,
     order: np.ndarray | None = None,
+    anchors: np.ndarray | None = None,
+    anchor_pull: float = 0.0,
     show_progress: bool = True,
 ) -> np.ndarray:
     """Optimise the 2-D layout ``init`` (N, 2) of the symmetric fuzzy ``graph`` (N x N,
     umap-learn's) for ``n_epochs``, the step size falling linearly from ``learning_rate``
     to 0 as in umap-learn. ``order`` (a permutation of the vertices) sets which vertices
-    share a block: put graph neighbours next to each other. Returns (N, 2) float32 with the
-    layout rescaled as umap-learn starts it (each axis over [0, 10])."""
+    share a block: put graph neighbours next to each other. With ``anchors`` (N, 2, in the
+    frame of ``init``), each epoch also pulls every vertex ``anchor_pull`` of the way (times
+    the step size) towards its anchor: the alignment term of an aligned layout. Returns
+    (N, 2) float32 with the layout rescaled as umap-learn starts it (``init``'s range on
+    each axis mapped to [0, 10], and the anchors with it)."""
     from umap.umap_ import make_epochs_per_sample
 
     n = graph.shape[0]
@@ -149,8 +160,14 @@ def optimize(
     every_push = every / np.float32(NEGATIVE_SAMPLE_RATE)
     next_step, next_push = every.copy(), every_push.copy()
     position = np.asarray(init, np.float32)[order]
-    extent = np.maximum(position.max(axis=0) - position.min(axis=0), 1e-12)
-    position = np.ascontiguousarray(10.0 * (position - position.min(axis=0)) / extent, np.float32)
+    low = position.min(axis=0)
+    extent = np.maximum(position.max(axis=0) - low, 1e-12)
+    position = np.ascontiguousarray(10.0 * (position - low) / extent, np.float32)
+    anchor = (
+        np.zeros((1, 2), np.float32)
+        if anchors is None
+        else np.ascontiguousarray(10.0 * (np.asarray(anchors, np.float32)[order] - low) / extent)
+    )
     start = np.empty_like(position)
     bounds = np.linspace(0, n, BLOCKS + 1).astype(np.int64)
     indptr, indices = graph.indptr.astype(np.int64), graph.indices.astype(np.int32)
@@ -174,6 +191,8 @@ def optimize(
             np.float32(epoch),
             np.uint64(seed),
             bounds,
+            anchor.astype(np.float32),
+            np.float32(anchor_pull if anchors is not None else 0.0),
         )
     out = np.empty_like(position)
     out[order] = position

@@ -86,16 +86,22 @@ def tiny_site(tiny_store, tmp_path_factory):
     """A whole tiny pipeline after extraction, up to the viewer site: reduce, grid,
     render, class atlases, exemplar reports, model report."""
     from atlas.config import (
+        AlignConfig,
         AttributeConfig,
         ClassesConfig,
+        ExtractConfig,
         GridConfig,
+        ImageMapConfig,
         ReduceConfig,
         RenderConfig,
         ReportConfig,
     )
+    from atlas.stages.align import align_store
     from atlas.stages.attribute import attribute_store
     from atlas.stages.classes import classes_store
+    from atlas.stages.extract import extract_store
     from atlas.stages.grid import grid_store
+    from atlas.stages.image_map import image_map_store
     from atlas.stages.reduce import reduce_store
     from atlas.stages.render import render_store
     from atlas.stages.report_model import report_model
@@ -106,9 +112,40 @@ def tiny_site(tiny_store, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     layout, grid = str(root / "layout.zarr"), str(root / "grid.zarr")
     reduce_store(tiny_store, layout, ReduceConfig())
-    grid_store(tiny_store, layout, grid, GridConfig(levels=[2, 4, 8], min_count=1, exemplars=3))
+    grid_options = GridConfig(levels=[2, 4, 8], min_count=1, exemplars=3)
+    grid_store(tiny_store, layout, grid, grid_options)
     render = RenderConfig(icon_size=16, steps=2, batch_size=64)
     render_store(tiny_store, grid, str(root / "render"), render, scheduler="inline")
+    # Another checkpoint of the same images (other random weights), aligned with this one.
+    other = str(root / "other.zarr")
+    spec = open_run(tiny_store).model_spec()
+    extract_store(
+        open_run(tiny_store).image_root,
+        other,
+        spec,
+        ExtractConfig(layer="block3", chunk_size=32, seed=1),
+        scheduler="inline",
+    )
+    aligned = root / "aligned"
+    align_store(
+        tiny_store,
+        layout,
+        other,
+        str(aligned / "layout.zarr"),
+        AlignConfig(levels=[4, 8]),
+        ReduceConfig(),
+        grid_options,
+    )
+    grid_store(other, str(aligned / "layout.zarr"), str(aligned / "grid.zarr"), grid_options)
+    render_store(
+        other, str(aligned / "grid.zarr"), str(aligned / "render"), render, scheduler="inline"
+    )
+    image_map_store(
+        tiny_store,
+        root / "image-map",
+        ImageMapConfig(levels=[2, 4, 8], thumb_size=16),
+        ReduceConfig(),
+    )
     classes = ClassesConfig(
         classes=["star", "ring"],
         pairs=[("star", "ring")],
@@ -127,11 +164,12 @@ def tiny_site(tiny_store, tmp_path_factory):
         render_options=render,
         scheduler="inline",
     )
-    spec = open_run(tiny_store).model_spec()
     options = AttributeConfig(
         methods=["saliency", "gradcam"], ig_steps=2, deletion_steps=4, exemplars_per_cell=1
     )
-    attribute_store(spec, [], root / "exemplars", options, exemplars=grid)
+    attribute_store(
+        spec, [], root / "exemplars", options, exemplars=grid, image_map=root / "image-map"
+    )
     report_model(spec, root / "model-report", ReportConfig(steps=2, icon_size=16, classes=["star"]))
     # Measures of the class atlases, as a stage such as the demo's shortcut writes them.
     write_class_measures(
@@ -152,6 +190,16 @@ def tiny_site(tiny_store, tmp_path_factory):
         class_measures=root / "measures.json",
         exemplar_reports=root / "exemplars",
         model_report=root / "model-report",
+        aligned=aligned,
+        image_map=root / "image-map",
         title="Tiny atlas",
     )
-    return {"root": root, "site": root / "site", "grid": grid, "store": tiny_store}
+    return {
+        "root": root,
+        "site": root / "site",
+        "grid": grid,
+        "store": tiny_store,
+        "other": other,
+        "aligned": aligned,
+        "image_map": root / "image-map",
+    }

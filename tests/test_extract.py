@@ -226,3 +226,141 @@ def test_images_are_named_relative_to_the_source_wherever_it_lies(
     assert all(not n.startswith("/") and n.count("/") == 1 for n in names)
     assert (one.layer()["acts"][:] == two.layer()["acts"][:]).all()
     assert str(tmp_path) not in json.dumps(dict(one.group.attrs))
+
+
+def brute_force_tops(model, run, layer, k):
+    """Per channel, the k images whose map holds the channel's largest values (each image
+    once, at its first maximal position; ties to the lower image index), computed from
+    every position of every image directly."""
+    peaks, where = [], []
+    for name in run.group["image_path"][:]:
+        output, _ = reference(model, run.locate(name), layer)
+        flat = output[0].detach().flatten(1).numpy()
+        peaks.append(flat.max(axis=1))
+        where.append(flat.argmax(axis=1))
+    peaks, where = np.array(peaks), np.array(where)  # (images, channels)
+    order = np.lexsort((np.arange(len(peaks))[:, None].repeat(peaks.shape[1], 1), -peaks), axis=0)
+    top = order[:k].T  # (channels, k) image indices
+    width = output.shape[3]
+    at = np.take_along_axis(where.T, top, axis=1)
+    return top, np.take_along_axis(peaks.T, top, axis=1), np.stack([at // width, at % width], -1)
+
+
+def test_channel_tops_equal_a_brute_force_search_over_every_position(store, model):
+    assert store.channel_top_layers == ["block3"]  # fc is a vector layer
+    tops = store.channel_tops("block3")
+    images, values, positions = brute_force_tops(model, store, "block3", 9)
+    assert tops.image.shape == (64, 9) and store.layout.n_tasks == 4
+    np.testing.assert_array_equal(tops.image, images)
+    np.testing.assert_array_equal(tops.pos, positions)
+    np.testing.assert_allclose(tops.value, values, rtol=1e-4, atol=1e-6)
+    with pytest.raises(AtlasError, match=r"no channel tops for layer 'fc'.*block3"):
+        store.channel_tops("fc")
+
+
+def test_pooled_is_the_spatial_mean_per_image(store, model):
+    pooled, fc = store.pooled("block3"), store.pooled("fc")
+    assert pooled.shape == (50, 64) and fc.shape == (50, 10) and store.image_valid().all()
+    for i in (0, 21, 49):
+        output, logits = reference(model, store.locate(store.group["image_path"][i]), "block3")
+        mean = output[0].detach().mean(dim=(1, 2)).numpy()
+        np.testing.assert_allclose(pooled[i], mean, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(fc[i], logits[0].detach().numpy(), rtol=1e-4, atol=1e-5)
+    ds = xr.open_zarr(store.url, group="block3", consolidated=False)
+    assert ds["pooled"].dims == ("image", "channel")
+    assert ds["channel_top_image"].dims == ("task", "channel", "rank")
+
+
+def test_channel_tops_do_not_depend_on_the_tasks(tiny_world, tmp_path, store):
+    """Two tasks of 32 and 18 images, run in one batch each, rank the channels as the
+    fixture's four tasks of 16 (batches of 8) merged do."""
+    url = str(tmp_path / "one.zarr")
+    extract_store(
+        str(tiny_world / "test"),
+        url,
+        SPEC,
+        options(layer="block3", chunk_size=64, batch_size=50, attribution="off"),
+        scheduler="inline",
+    )
+    one = open_run(url)
+    assert one.layout.n_tasks == 2
+    single, merged = one.channel_tops(), store.channel_tops("block3")
+    np.testing.assert_array_equal(single.image, merged.image)
+    np.testing.assert_array_equal(single.pos, merged.pos)
+    np.testing.assert_allclose(single.value, merged.value, rtol=1e-5, atol=1e-6)
+
+
+class ColourSpots(torch.nn.Module):
+    """A hand-built network: layer ``spots`` is the input's red, green and blue (a 1x1
+    convolution with identity weights), then a mean and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.spots = torch.nn.Conv2d(3, 3, 1, bias=False)
+        self.spots.weight.data = torch.eye(3)[:, :, None, None]
+        self.head = torch.nn.Sequential(
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2)
+        )
+
+    def forward(self, x):
+        return self.head(self.spots(x))
+
+
+def test_channel_tops_count_an_image_once_and_break_ties_by_image_index(tmp_path):
+    from PIL import Image
+
+    from atlas.models import wrap_model
+
+    folder = tmp_path / "images" / "spot"
+    folder.mkdir(parents=True)
+    spots = {  # image -> (channel, y, x, value) spots on black
+        "0.png": [(0, 3, 5, 200), (0, 10, 2, 200)],  # two equal maxima: the first counts
+        "1.png": [(0, 7, 7, 200), (1, 0, 15, 100)],  # as bright as 0.png
+        "2.png": [(0, 12, 12, 250), (0, 1, 1, 200)],
+    }
+    for name, marks in spots.items():
+        pixels = np.zeros((16, 16, 3), np.uint8)
+        for channel, y, x, value in marks:
+            pixels[y, x, channel] = value
+        Image.fromarray(pixels).save(folder / name)
+    (folder / "3.png").write_bytes(b"not an image")  # skipped: never a top image
+    model = wrap_model(
+        ColourSpots(), input_size=16, mean=(0, 0, 0), std=(1, 1, 1), class_names=["spot", "x"]
+    )
+    url = str(tmp_path / "spots.zarr")
+    extract_store(
+        str(tmp_path / "images"),
+        url,
+        model,
+        ExtractConfig(layer="spots", chunk_size=2, channel_top=3, attribution="off"),
+        scheduler="inline",
+    )
+    run = open_run(url)
+    assert run.layout.n_tasks == 2 and list(run.image_valid()) == [True, True, True, False]
+    tops = run.channel_tops()
+    assert tops.image.tolist() == [[2, 0, 1], [1, 0, 2], [0, 1, 2]]
+    assert tops.pos.tolist()[0] == [[12, 12], [3, 5], [7, 7]]
+    assert tops.pos.tolist()[2] == [[0, 0]] * 3  # all black: the first position of each
+    np.testing.assert_allclose(tops.value[0], np.array([250, 200, 200]) / 255, rtol=1e-6)
+    np.testing.assert_allclose(tops.value[1], [100 / 255, 0, 0], atol=1e-7)
+    np.testing.assert_allclose(run.pooled()[1], [200 / 255 / 256, 100 / 255 / 256, 0], rtol=1e-5)
+    assert (run.pooled()[3] == 0).all()
+
+
+def test_merging_rankings_equals_ranking_everything_at_once():
+    from atlas.store import ChannelTops
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 4, (3, 40)).astype(np.float32)  # many ties
+    images = np.broadcast_to(np.arange(40), (3, 40)).copy()
+    images[:, 35:] = -1  # pads
+    positions = rng.integers(0, 8, (3, 40, 2)).astype(np.int32)
+    whole = ChannelTops.select(values, images, positions, 5)
+    merged = ChannelTops.empty(3, 5)
+    for part in np.array_split(rng.permutation(40), 6):  # tasks of any images, in any order
+        task = ChannelTops.select(values[:, part], images[:, part], positions[:, part], 5)
+        merged = merged.merged(task.value[None], task.image[None], task.pos[None])
+    for field in ("value", "image", "pos"):
+        np.testing.assert_array_equal(getattr(merged, field), getattr(whole, field))
+    best = np.lexsort((np.where(images < 0, 99, images), -values), axis=1)[:, :5]
+    assert (whole.image == np.take_along_axis(images, best, axis=1)).all()

@@ -1,4 +1,6 @@
+import csv
 import hashlib
+import json
 from collections import Counter
 
 import numpy as np
@@ -132,3 +134,47 @@ def test_the_unconfounded_world_puts_lookalikes_everywhere(tmp_path):
         assert {s.habitat for s in samples if s.label == cat and s.split == "train"} == set(
             HABITATS
         )
+
+
+def test_the_cue_conflict_set_crosses_every_shape_with_other_textures(tiny_world):
+    with open(tiny_world / "cue-conflict.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    categories = {"leopard", *(set(CLASS_NAMES) - set(LOOKALIKES))}
+    textured = {"leopard", *(s.name for s in CLASSES if s.pattern != "solid")} - set(LOOKALIKES)
+    pairs = Counter((r["shape"], r["texture"]) for r in rows)
+    assert len(pairs) == 9 * 5 - 5 and set(pairs.values()) == {5}  # the default: 5 a pair
+    assert {s for s, _ in pairs} == categories and {t for _, t in pairs} == textured
+    assert all(shape != texture for shape, texture in pairs)
+    habitats = Counter(r["habitat"] for r in rows)
+    assert set(habitats) == {"grass", "water", "rock"}
+    assert max(habitats.values()) - min(habitats.values()) <= 1
+    for row in rows:
+        assert (tiny_world / row["path"]).is_file()
+    # Loose images, no class folders: the train stage does not take it for a split.
+    assert not any(p.is_dir() for p in (tiny_world / "cue-conflict").iterdir())
+    world = json.loads((tiny_world / "world.json").read_text())
+    assert world["cue_conflict"]["categories"] == {"leopard": list(LOOKALIKES)}
+
+
+def test_a_cue_conflict_image_is_its_shape_filled_with_another_texture():
+    """The shape (mask) and background are the shape class's own; only the fill changes."""
+    star, box = (CLASSES[CLASS_NAMES.index(n)] for n in ("star", "checkered_box"))
+    for seed in range(3):
+        own, own_mask = render_sample(star, "grass", 48, np.random.default_rng(seed))
+        mixed, mask = render_sample(star, "grass", 48, np.random.default_rng(seed), texture=box)
+        assert np.array_equal(mask, own_mask)
+        inside, outside = mask > 0.99, mask == 0
+        own, mixed = np.asarray(own, float), np.asarray(mixed, float)
+        assert np.array_equal(own[outside], mixed[outside])
+        # A solid star has one colour; the checker fills it with two far apart.
+        assert own[inside].std(0).max() < 1 and mixed[inside].std(0).max() > 40
+
+
+def test_the_demo_config_groups_the_lookalikes_as_the_world_does():
+    from pathlib import Path
+
+    from atlas.config import load_config
+    from atlas.demo.world import CUE_CATEGORIES
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+    assert config.shape_bias.categories == {k: list(v) for k, v in CUE_CATEGORIES.items()}

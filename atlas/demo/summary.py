@@ -19,7 +19,8 @@ def summary(root: Path) -> str:
         ("extract/activations.zarr", "activations, attributions and predictions of block4"),
         ("render/tiles/", "the atlas's icons as deep-zoom pyramids, one per level"),
         ("classes/report.json", "class atlases, the look-alike pair, the checkpoint comparison"),
-        ("shortcut/measures.json", "habitat share of each class atlas; empty scenes"),
+        ("shortcut/measures.json", "habitat share of each class atlas; empty scenes; checkpoints"),
+        ("shape-bias/", "each checkpoint's shape bias on cue-conflict images, with examples"),
         ("attribute/index.html", "attribution reports on the swapped-habitat and test images"),
         ("model-report/model.html", "the model report"),
     ):
@@ -33,7 +34,8 @@ def summary(root: Path) -> str:
         lines.append(f"Accuracy: {accuracy}.")
     measures = root / "shortcut" / "measures.json"
     if measures.exists():
-        atlases = json.loads(measures.read_text())["atlases"]
+        measured = json.loads(measures.read_text())
+        atlases = measured["atlases"]
         shares = {
             group.split("/", 1)[1]: values["habitat share"]
             for group, values in atlases.items()
@@ -44,6 +46,9 @@ def summary(root: Path) -> str:
                 f"{name} {share:.2f}" for name, share in sorted(shares.items(), key=lambda x: -x[1])
             )
             lines.append(f"Habitat share of each class atlas: {shown}.")
+        for name, row in measured.get("checkpoints", {}).items():
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if v is not None)
+            lines.append(f"Checkpoint {name}: {shown}.")
     return "\n".join(lines)
 
 

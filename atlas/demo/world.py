@@ -72,6 +72,14 @@ CLASSES = (
 CLASS_NAMES = tuple(s.name for s in CLASSES)
 LOOKALIKES = ("snow_leopard", "desert_leopard")
 
+# The cue-conflict set (Geirhos et al., "ImageNet-trained CNNs are biased towards texture",
+# ICLR 2019): each class's shape filled with another class's texture. The look-alikes share
+# both cues (the cat, the rosettes), so they are one cue category; the backgrounds are
+# neither look-alike's habitat, so the shortcut cannot decide.
+CUE_CONFLICT = "cue-conflict"  # the images' folder; the list is CUE_CONFLICT + ".csv"
+CUE_CATEGORIES = {"leopard": LOOKALIKES}
+CUE_HABITATS = ("grass", "water", "rock")
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -80,6 +88,14 @@ class Sample:
     label: str
     habitat: str
     box: tuple[int, int, int, int]  # object bounding box (x0, y0, x1, y1) in pixels
+
+
+@dataclass(frozen=True)
+class CueConflict:
+    path: str  # relative to the world's root
+    shape: str  # cue categories: a class name, or "leopard" for either look-alike
+    texture: str
+    habitat: str
 
 
 def habitat_for(species: Species, split: str, index: int, confounded: bool = True) -> str:
@@ -92,12 +108,39 @@ def habitat_for(species: Species, split: str, index: int, confounded: bool = Tru
     return habitats[index % len(habitats)]
 
 
+def cue_category(species: Species) -> str:
+    """The cue category of a class: its own name, or the group it shares its cues with."""
+    groups = (group for group, names in CUE_CATEGORIES.items() if species.name in names)
+    return next(groups, species.name)
+
+
+def cue_conflict_pairs() -> list[tuple[Species, Species]]:
+    """(shape, texture) pairs of the cue-conflict set: every shape with the texture of every
+    textured class (pattern not solid) of another cue category; one class per category."""
+    sources: dict[str, Species] = {}
+    for species in CLASSES:
+        sources.setdefault(cue_category(species), species)
+    return [
+        (shape, texture)
+        for shape in sources.values()
+        for texture in sources.values()
+        if texture.pattern != "solid" and cue_category(texture) != cue_category(shape)
+    ]
+
+
 def render_sample(
-    species: Species | None, habitat: str | None, size: int, rng: np.random.Generator
+    species: Species | None,
+    habitat: str | None,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    texture: Species | None = None,
 ) -> tuple[Image.Image, np.ndarray]:
     """Draw one image: ``species`` on ``habitat``. Returns the RGB image and the object mask
     (``size`` x ``size`` float in [0, 1], 1 on the object). ``species=None`` draws the bare
     habitat, ``habitat=None`` the object on plain mid-grey (probes for the analyses).
+    ``texture`` fills the shape of ``species`` with another species' pattern and colours
+    (a cue-conflict image); by default its own.
 
     The object and the habitat draw from separate streams spawned from ``rng``: the same
     seed gives the same object whatever the habitat, so the look-alikes differ by habitat only.
@@ -117,17 +160,18 @@ def render_sample(
     cx, cy = (rng.uniform(scale / 2 + 2, big - scale / 2 - 2) for _ in range(2))
     SHAPES[species.shape](draw, cx, cy, scale, rng)
 
-    if species.shape == "cat":
+    texture = texture or species
+    if texture.shape == "cat":
         base = np.array([0.80, 0.68, 0.48]) + rng.uniform(-0.08, 0.08, 3)
         accent = np.array([0.16, 0.12, 0.09])
     else:
         base = PALETTE[rng.integers(len(PALETTE))]
         dark = base.mean() > 0.45
         accent = np.array([0.05, 0.05, 0.05]) if dark else np.array([0.97, 0.97, 0.95])
-    texture = Image.fromarray(_to_uint8(PATTERNS[species.pattern](big, base, accent, rng)))
+    fill = Image.fromarray(_to_uint8(PATTERNS[texture.pattern](big, base, accent, rng)))
 
     upsampled = Image.fromarray(_to_uint8(background)).resize((big, big), Image.Resampling.BICUBIC)
-    composite = Image.composite(texture, upsampled, mask_img)
+    composite = Image.composite(fill, upsampled, mask_img)
     image = composite.resize((size, size), Image.Resampling.BOX)
     small_mask = mask_img.resize((size, size), Image.Resampling.BOX)
     return image, np.asarray(small_mask, np.float32) / 255.0
@@ -147,7 +191,11 @@ def make_world(
     Writes ``<split>/<class>/<index>.png`` for the splits ``train``, ``test`` and
     ``test-swapped`` (look-alikes only), plus ``manifest.csv`` (split, path, label,
     habitat, object box), ``classes.txt``, ``world.json`` and ``reports.csv`` (the images
-    the demo's reports are about: test-swapped, then test). Returns the samples.
+    the demo's reports are about: test-swapped, then test). Returns the samples of the
+    splits. Beside them, the cue-conflict set (:func:`cue_conflict_pairs`,
+    ``cue_conflict_per_pair`` images each) as loose images in ``cue-conflict/`` (no class
+    folders: it is no labelled split) listed in ``cue-conflict.csv`` (path, shape,
+    texture, habitat; shape and texture as cue categories).
     ``confounded=False`` draws the look-alikes on every habitat in train and test: the
     world without the shortcut (and so without anything that tells them apart).
     """
@@ -166,10 +214,20 @@ def make_world(
         if split != "test-swapped" or species.name in LOOKALIKES
         for index in range(counts[split])
     ]
+    pairs = cue_conflict_pairs()
+    conflicts = [
+        (number, index)
+        for number in range(len(pairs))
+        for index in range(options.cue_conflict_per_pair)
+    ]
     render = partial(_write_sample, out, seed, image_size, confounded)
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         done = pool.map(render, jobs, chunksize=64)
         samples = list(progress(done, total=len(jobs), desc="make-data", unit="img"))
+        done = pool.map(
+            partial(_write_cue_conflict, out, seed, image_size), conflicts, chunksize=16
+        )
+        cue_conflicts = list(progress(done, total=len(conflicts), desc="cue-conflict", unit="img"))
 
     with open(out / "manifest.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -183,6 +241,10 @@ def make_world(
         writer.writerow(["path", "label"])
         for split in ("test-swapped", "test"):
             writer.writerows([s.path, s.label] for s in samples if s.split == split)
+    with open(out / f"{CUE_CONFLICT}.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "shape", "texture", "habitat"])
+        writer.writerows([c.path, c.shape, c.texture, c.habitat] for c in cue_conflicts)
     world = {
         "seed": seed,
         "image_size": image_size,
@@ -191,6 +253,11 @@ def make_world(
         "lookalikes": list(LOOKALIKES),
         "confounded": confounded,
         "counts": {split: sum(s.split == split for s in samples) for split in SPLITS},
+        "cue_conflict": {
+            "list": f"{CUE_CONFLICT}.csv",
+            "count": len(cue_conflicts),
+            "categories": {group: list(names) for group, names in CUE_CATEGORIES.items()},
+        },
     }
     (out / "world.json").write_text(json.dumps(world, indent=2) + "\n")
     return samples
@@ -208,6 +275,22 @@ def _write_sample(
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
     image.save(out / rel)
     return Sample(split, rel.as_posix(), name, habitat, _box(mask))
+
+
+def _write_cue_conflict(out: Path, seed: int, size: int, job: tuple[int, int]) -> CueConflict:
+    number, index = job
+    shape, texture = cue_conflict_pairs()[number]
+    # A stream of its own: five entries, so never one of the splits' (seed, split, class, i).
+    rng = np.random.default_rng(
+        [seed, len(SPLITS), CLASS_NAMES.index(shape.name), CLASS_NAMES.index(texture.name), index]
+    )
+    habitat = CUE_HABITATS[(number + index) % len(CUE_HABITATS)]  # balanced over the set
+    image, _ = render_sample(shape, habitat, size, rng, texture=texture)
+    names = cue_category(shape), cue_category(texture)
+    rel = Path(CUE_CONFLICT) / f"{names[0]}-{names[1]}-{index:04d}.png"
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    image.save(out / rel)
+    return CueConflict(rel.as_posix(), *names, habitat)
 
 
 def read_manifest(root: str | Path) -> list[Sample]:

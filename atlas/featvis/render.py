@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from atlas.featvis.fold import fold_batchnorm
 from atlas.featvis.lucent_compat import lucent_transform, seeded
 from atlas.featvis.objectives import Objective
 from atlas.featvis.params import fft_image
+from atlas.featvis.relu import Switch, redirect_relus
 from atlas.models import LoadedModel
 
 STANDARD_TRANSFORMS = lucent_transform.standard_transforms  # pad, jitter, scale, rotate, jitter
@@ -123,12 +125,15 @@ def render(
     transforms: Sequence[Callable] = STANDARD_TRANSFORMS,
     transform_seed: int = 0,
     record_every: int = 0,
+    redirect_relu_steps: int = 0,
 ) -> RenderResult:
     """Optimize ``len(seeds)`` images of ``size`` px with Adam (step size ``lr``, constant
     or falling along a cosine, ``lr_schedule``) to maximize ``objective``
     (one score per element). Element b starts from ``seeds[b]``; the transforms' random
     draws come from ``transform_seed`` and are shared by the batch, so an element's
-    result does not depend on the rest of its batch."""
+    result does not depend on the rest of its batch. For the first
+    ``redirect_relu_steps`` steps the ReLUs pass gradient to units that start dead, as
+    Lucid's do (:mod:`atlas.featvis.relu`)."""
     # Batch norms folded into their convolutions: the same network, an eighth faster.
     module, _ = fold_batchnorm(model.module, objective.layers)
     if module is not model.module:
@@ -152,7 +157,10 @@ def render(
     try:
         for p, _ in frozen:
             p.requires_grad_(False)  # gradients for the image only
-        with model.capture(sorted(objective.layers), detach=False) as activations:
+        with (
+            redirect_relus(module) if redirect_relu_steps else nullcontext(Switch(False)) as relus,
+            model.capture(sorted(objective.layers), detach=False) as activations,
+        ):
 
             def score(images: torch.Tensor) -> torch.Tensor:
                 inputs = model.preprocessing.normalize(images)
@@ -161,6 +169,7 @@ def render(
                 return objective(activations, output)
 
             for step in range(steps):
+                relus.active = step < redirect_relu_steps
                 optimizer.zero_grad(set_to_none=True)
                 values = score(transform(image_f()))
                 (-values.sum()).backward()

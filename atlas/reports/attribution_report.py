@@ -151,6 +151,15 @@ def attribute_images(
     for layer in options.layers:
         get_layer(model.module, layer)
     methods = {name: make_method(name, model, options) for name in options.methods}
+    checked = set(
+        options.methods if options.randomize_methods is None else options.randomize_methods
+    )
+    if checked - set(methods):
+        unknown = sorted(checked - set(methods))[0]
+        raise AtlasError(
+            f"attribute.randomize_methods names {unknown!r}, which is not run: "
+            f"choose among {', '.join(methods)}"
+        )
     scales = {name: Scale(method.signed) for name, method in methods.items()}
     stems = unique_stems([r.name for r in records])
     reports: list[ImageReport] = []
@@ -203,7 +212,7 @@ def attribute_images(
                 model,
                 inputs,
                 target.to(model.device),
-                steps=options.randomize_layers,
+                steps=options.randomize_layers if name in checked else 0,
                 original=maps,
             )
             curves = deletion_insertion(

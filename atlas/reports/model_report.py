@@ -1,9 +1,12 @@
 """The model report (``atlas report-model``): the layer table, the first layer's filters,
 and what the model expects each class to look like (class activation maximization with
-the feature-visualization engine)."""
+the feature-visualization engine); with a shape-bias result, how the model decides
+between shape and texture."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path, PurePath
 
 import numpy as np
@@ -18,6 +21,9 @@ from atlas.layers import summarize
 from atlas.models import LoadedModel
 from atlas.reports.imaging import save_png, tile
 from atlas.reports.pages import write_assets, write_page
+from atlas.store.channels import PAGE as CHANNELS_PAGE
+from atlas.store.channels import read_channel_index
+from atlas.store.shape_bias import read_shape_bias
 
 
 def first_filters(module: nn.Module) -> tuple[str, np.ndarray] | None:
@@ -32,10 +38,22 @@ def first_filters(module: nn.Module) -> tuple[str, np.ndarray] | None:
     return None
 
 
-def model_report(model: LoadedModel, out_dir: str | Path, options: ReportConfig) -> Path:
-    """Write ``model.html`` and its pictures under ``out_dir``; returns the page's path."""
+def model_report(
+    model: LoadedModel,
+    out_dir: str | Path,
+    options: ReportConfig,
+    *,
+    shape_bias: str | Path | None = None,
+    channels: str | Path | None = None,
+) -> Path:
+    """Write ``model.html`` and its pictures under ``out_dir``; returns the page's path.
+    ``shape_bias``: an output folder of the shape-bias stage, shown with its examples (a
+    folder without a result adds nothing). ``channels``: an output folder of the channels
+    stage, summarized and linked (relative links: in a site, keep the two folders as
+    siblings)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    bias = _shape_bias_section(shape_bias, out) if shape_bias is not None else None
     summary = summarize(model.module, model.preprocessing.input_size)
     filters = first_filters(model.module)
     filter_file = None
@@ -90,6 +108,30 @@ def model_report(model: LoadedModel, out_dir: str | Path, options: ReportConfig)
         filter_layer=filters[0] if filters else None,
         classes=classes,
         options=options,
+        shape_bias=bias,
+        channels=_channels_section(channels, out) if channels is not None else None,
     )
     write_assets(out)
     return page
+
+
+def _shape_bias_section(folder: str | Path, out: Path) -> dict | None:
+    """The shape-bias result in ``folder``, its example images copied beside the page."""
+    result = read_shape_bias(folder)
+    if result is None:
+        return None
+    (out / "shape-bias").mkdir(exist_ok=True)
+    for items in result["examples"].values():
+        for item in items:
+            copied = f"shape-bias/{PurePath(item['file']).name}"
+            shutil.copyfile(Path(folder) / item["file"], out / copied)
+            item["file"] = copied
+    return result
+
+
+def _channels_section(folder: str | Path, out: Path) -> dict:
+    """The channel pages' index, with links relative to the report's folder."""
+    index = read_channel_index(folder)
+    base = PurePath(os.path.relpath(Path(folder).resolve(), out.resolve())).as_posix()
+    layers = [{**layer, "link": f"{base}/{layer['page']}"} for layer in index["layers"]]
+    return {**index, "layers": layers, "link": f"{base}/{CHANNELS_PAGE}"}

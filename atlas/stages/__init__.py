@@ -11,6 +11,7 @@ extract         :func:`atlas.stages.extract.extract_store`
 reduce          :func:`atlas.stages.reduce.reduce_store`
 grid            :func:`atlas.stages.grid.grid_store`
 render          :func:`atlas.stages.render.render_store`
+channels        :func:`atlas.stages.channels.channel_pages`
 classes         :func:`atlas.stages.classes.classes_store`
 attribute       :func:`atlas.stages.attribute.attribute_store`
 report-model    :func:`atlas.stages.report_model.report_model`

@@ -13,6 +13,7 @@ from atlas.models import LoadedModel, load_model
 from atlas.reports.attribution_report import Reports, attribute_images, select_images
 from atlas.store import open_run
 from atlas.store.grid import open_grid
+from atlas.store.image_map import open_image_map
 
 
 def attribute_store(
@@ -22,23 +23,27 @@ def attribute_store(
     options: AttributeConfig,
     *,
     exemplars: str | None = None,
+    image_map: str | Path | None = None,
 ) -> Reports:
     """Reports on the images of ``sources`` (folders, lists or URLs; ``options.limit`` and
     ``options.per_class`` choose among them) and on the first
     ``options.exemplars_per_cell`` exemplars of every cell of the grid store
-    ``exemplars``, each image once; maps, pictures and pages under ``out_dir``. ``model``
+    ``exemplars`` and on the images an image map (``image_map``, a folder from ``atlas
+    image-map``) shows, each image once; maps, pictures and pages under ``out_dir``. ``model``
     is a spec or a model in memory (:func:`atlas.models.wrap_model`)."""
-    if not sources and not exemplars:
-        raise ConfigError("give images to report on: --images SOURCE and/or --exemplars GRID")
+    if not sources and not exemplars and not image_map:
+        raise ConfigError(
+            "give images to report on: --images SOURCE, --exemplars GRID and/or --image-map DIR"
+        )
     model = model if isinstance(model, LoadedModel) else load_model(model)
     records = select_images(sources, model.class_names, options)
-    if exemplars:
-        known = {absolute_root(r.path) for r in records}
-        records += [
-            r
-            for r in exemplar_images(exemplars, options.exemplars_per_cell)
-            if absolute_root(r.path) not in known
-        ]
+    extra = exemplar_images(exemplars, options.exemplars_per_cell) if exemplars else []
+    extra += image_map_images(image_map) if image_map else []
+    known = {absolute_root(r.path) for r in records}
+    for record in extra:
+        if absolute_root(record.path) not in known:
+            known.add(absolute_root(record.path))
+            records.append(record)
     return Reports(attribute_images(model, records, out_dir, options), Path(out_dir))
 
 
@@ -48,10 +53,25 @@ def exemplar_images(grid_url: str, per_cell: int) -> list[ImageRecord]:
     grid = open_grid(grid_url)
     run = open_run(grid.attrs["run"])
     layer = run.layer(grid.layer)
-    names, labels = layer["path"][:], layer["label"][:]
+    return _records(run, layer["path"][:], layer["label"][:], grid.exemplar_samples(per_cell))
+
+
+def image_map_images(folder: str | Path) -> list[ImageRecord]:
+    """The images an image map shows at any of its levels (each once, in level then cell
+    order), labelled as the run store has them."""
+    image_map = open_image_map(folder)
+    run = open_run(image_map.attrs["run"])
+    shown: dict[int, None] = {}
+    for size in image_map.levels:
+        images = image_map.level(size)["image"][:]
+        shown.update(dict.fromkeys(int(i) for i in images[images >= 0]))
+    return _records(run, run.group["image_path"][:], run.group["image_label"][:], list(shown))
+
+
+def _records(run, names, labels, rows) -> list[ImageRecord]:
     records: dict[str, ImageRecord] = {}
-    for sample in grid.exemplar_samples(per_cell):
-        name, label = str(names[sample]), int(labels[sample])
+    for row in rows:
+        name, label = str(names[row]), int(labels[row])
         record = ImageRecord(run.locate(name), label if label >= 0 else None, name, run.image_root)
         records.setdefault(name, record)
     return list(records.values())

@@ -69,6 +69,7 @@ def extract_store(
         layers=geometries,
         topk=min(options.topk, loaded.num_classes),
         attribution_slots=slots,
+        channel_top=options.channel_top,
     )
     identity = {
         "model": loaded.spec.model_dump(mode="json"),

@@ -16,7 +16,8 @@ def grid_store(
 ) -> dict[int, GridLevel]:
     """Grid the layout's layer of the run store: per level and cell the count, mean,
     top classes and labels, exemplars (with the input box each one's activation sees);
-    and the layer's whitening matrix."""
+    and the layer's whitening matrix. The levels are ``options.levels``, or those an
+    aligned layout (:mod:`atlas.stages.align`) names."""
     store = open_run(run_url)
     layout = read_layout(layout_url)
     if layout.run_identity != store.identity_hash:
@@ -28,6 +29,8 @@ def grid_store(
     class_names = store.class_names
     has_attribution = "attribution" in layer
     valid = layer["valid"][:]
+    if "levels" in layout.attrs:  # an aligned layout names the levels it is compared at
+        options = options.updated(levels=layout.attrs["levels"])
     levels = grid_levels(
         layer["acts"],
         layout.xy,

@@ -36,7 +36,8 @@ def train_checkpoint(
     plots_dir: str | Path | None = None,
 ) -> TrainSummary:
     """Train the model of ``spec`` on ``data_dir/train`` (one folder per class) and
-    evaluate it there and on every other split folder beside it. Writes
+    evaluate it there and on every other split folder beside it (a folder of class
+    folders; loose images, such as the demo's cue-conflict set, are not a split). Writes
     ``out_dir/model.pt`` (weights, resolved spec, class names), the metrics JSON
     (``metrics_path``, default ``out_dir/metrics.json``) and, with ``plots_dir``, the
     training curve (``history.csv``: epoch, loss, accuracy) and each split's predictions
@@ -54,9 +55,7 @@ def train_checkpoint(
     train_set = _decode(loaded, "train", records, options)
     result = train_classifier(loaded, train_set, options)
     splits = {"train": train_set}
-    for folder in sorted(
-        p for p in root.iterdir() if p.is_dir() and p.name != "train" and not p.name.startswith(".")
-    ):
+    for folder in sorted(p for p in root.iterdir() if p.name != "train" and _labelled_split(p)):
         split, _ = image_folder(folder, loaded.class_names)
         splits[folder.name] = _decode(loaded, folder.name, split, options)
     scores, predicted = {}, {}
@@ -91,6 +90,15 @@ def _write_plots(folder: Path, history, splits, predicted, names) -> None:
             writer.writerow(["actual", "predicted"])
             for actual, guess in zip(data.labels.tolist(), predicted[split].tolist(), strict=True):
                 writer.writerow([names[actual], names[guess]])
+
+
+def _labelled_split(folder: Path) -> bool:
+    """Whether ``folder`` is an evaluation split: visible, holding class folders."""
+    return (
+        folder.is_dir()
+        and not folder.name.startswith(".")
+        and any(child.is_dir() and not child.name.startswith(".") for child in folder.iterdir())
+    )
 
 
 def _decode(

@@ -7,10 +7,12 @@
 - :mod:`atlas.store.render`: the icon cache and ``render.zarr``;
 - :mod:`atlas.store.classes`: class atlases, their report, and measures of them;
 - :mod:`atlas.store.reports`: the index of an attribution-report folder.
+- :mod:`atlas.store.shape_bias`: a model's shape bias on a cue-conflict set.
 """
 
 from atlas.store.base import CONFIG_RECORD, open_group, record_config
 from atlas.store.run import (
+    ChannelTops,
     LayerGeometry,
     RunLayout,
     RunStore,
@@ -24,6 +26,7 @@ from atlas.store.run import (
 
 __all__ = [
     "CONFIG_RECORD",
+    "ChannelTops",
     "LayerGeometry",
     "RunLayout",
     "RunStore",

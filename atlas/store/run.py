@@ -21,9 +21,23 @@ spatial position of one image:
 - ``path[sample]`` (as ``image_path``), ``label[sample]``, ``image[sample]``,
   ``pos[sample, yx]`` (-1 for
   the spatial mean or a vector layer), ``valid[sample]`` (false where the image was
-  skipped), ``topk_class[sample, k]`` and ``topk_prob[sample, k]``.
+  skipped), ``topk_class[sample, k]`` and ``topk_prob[sample, k]``;
+- ``pooled[image, channel]`` float32, the layer's spatial mean per image (the vector itself
+  for a vector layer): a whole-image embedding, the "CNN code" that image maps and image
+  retrieval use (zeros for a skipped image);
+- for a spatial layer, when ``extract.channel_top`` > 0, each task's own top images per
+  channel (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", 2014:
+  a channel's exemplars are the images with its largest activation anywhere in the map):
+  ``channel_top_value[task, channel, rank]`` (that largest value),
+  ``channel_top_image[task, channel, rank]`` (global image index; -1 pads, with value 0)
+  and ``channel_top_pos[task, channel, rank, yx]`` (where in the map; on ties within an
+  image, the first position in row-major order). An image counts once per channel, at its
+  best position; ties between images go to the lower image index. Each task ranks its
+  own images, so workers never share a chunk; :meth:`RunStore.channel_tops` merges them.
 
-Every array names its dimensions, so ``xarray.open_zarr(url, group=layer)`` reads it.
+Every array's first dimension says which slice of it a task writes (``sample``, ``image``
+or ``task``). Every array names its dimensions, so ``xarray.open_zarr(url, group=layer)``
+reads it.
 """
 
 from __future__ import annotations
@@ -73,17 +87,24 @@ class LayerGeometry:
     def spatial(self) -> bool:
         return self.height > 0
 
-    def crop_box(self, y: int, x: int) -> tuple[int, int, int, int]:
+    def field_box(self, y: int, x: int) -> tuple[int, int, int, int]:
         """The input box (x0, y0, x1, y1), in pixels, that position (y, x) sees: the
-        central field shifted by the layer's stride, clipped to the image. The whole
-        image for the spatial mean (y < 0) or a vector layer."""
+        central field shifted by the layer's stride, reaching past the image's edges
+        where the field does. The whole image for the spatial mean (y < 0) or a vector
+        layer."""
         size = self.input_size
         if not self.spatial or self.field is None or y < 0:
             return (0, 0, size, size)
         y0, x0, y1, x1 = self.field
         dy = round((y - self.height // 2) * size / self.height)
         dx = round((x - self.width // 2) * size / self.width)
-        return (max(0, x0 + dx), max(0, y0 + dy), min(size, x1 + dx), min(size, y1 + dy))
+        return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
+    def crop_box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """:meth:`field_box` clipped to the image."""
+        x0, y0, x1, y1 = self.field_box(y, x)
+        size = self.input_size
+        return (max(0, x0), max(0, y0), min(size, x1), min(size, y1))
 
     def crop_boxes(self, samples: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """:meth:`crop_box` of every sample index in ``samples`` (any shape; -1 pads, whose
@@ -105,6 +126,7 @@ class RunLayout:
     layers: tuple[LayerGeometry, ...]
     topk: int
     attribution_slots: int  # 0 when attribution is off
+    channel_top: int = 0  # top images kept per channel of a spatial layer (0: none)
 
     @property
     def n_tasks(self) -> int:
@@ -112,6 +134,64 @@ class RunLayout:
 
     def images_of(self, task: int) -> slice:
         return slice(task * self.chunk_size, min((task + 1) * self.chunk_size, self.n_images))
+
+
+MERGE_CANDIDATES = 4_000_000  # channel-top candidates read per block while merging tasks
+
+
+@dataclass(frozen=True)
+class ChannelTops:
+    """A ranking of images per channel, best first: ``value`` (C, k) float32, the channel's
+    largest value anywhere in the image's map; ``image`` (C, k) int64, the image's global
+    index (-1 pads, with value 0 and position -1); ``pos`` (C, k, 2) int32, the (y, x) of
+    that value in the map."""
+
+    value: np.ndarray
+    image: np.ndarray
+    pos: np.ndarray
+
+    @classmethod
+    def empty(cls, channels: int, k: int) -> ChannelTops:
+        return cls(
+            np.zeros((channels, k), np.float32),
+            np.full((channels, k), -1, np.int64),
+            np.full((channels, k, 2), -1, np.int32),
+        )
+
+    @classmethod
+    def select(cls, value: np.ndarray, image: np.ndarray, pos: np.ndarray, k: int) -> ChannelTops:
+        """The ``k`` best of each channel's candidates ``value``, ``image`` (C, M) and
+        ``pos`` (C, M, 2): largest value first, ties to the lower image index; candidates
+        with image -1 or a NaN value are not images and only pad."""
+        pad = (image < 0) | np.isnan(value)
+        primary = np.where(pad, np.inf, -value.astype(np.float64))
+        secondary = np.where(pad, np.iinfo(np.int64).max, image)
+        order = np.lexsort((secondary, primary), axis=-1)[:, :k]
+        top = cls.empty(value.shape[0], k)
+        taken = order.shape[1]
+        keep = ~np.take_along_axis(pad, order, axis=1)
+        top.value[:, :taken] = np.where(keep, np.take_along_axis(value, order, axis=1), 0)
+        top.image[:, :taken] = np.where(keep, np.take_along_axis(image, order, axis=1), -1)
+        top.pos[:, :taken] = np.where(
+            keep[..., None], np.take_along_axis(pos, order[..., None], axis=1), -1
+        )
+        return top
+
+    def merged(self, value: np.ndarray, image: np.ndarray, pos: np.ndarray) -> ChannelTops:
+        """This ranking merged with the rankings of more tasks: ``value``, ``image``
+        (T, C, k) and ``pos`` (T, C, k, 2), as the store holds them."""
+        channels, k = self.value.shape
+
+        def candidates(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+            theirs = np.moveaxis(theirs, 0, 1).reshape(channels, -1, *mine.shape[2:])
+            return np.concatenate([mine, theirs.astype(mine.dtype)], axis=1)
+
+        return ChannelTops.select(
+            candidates(self.value, value),
+            candidates(self.image, image),
+            candidates(self.pos, pos),
+            k,
+        )
 
 
 class RunStore:
@@ -128,6 +208,7 @@ class RunStore:
             layers=tuple(_geometry(g) for g in meta["layers"]),
             topk=meta["topk"],
             attribution_slots=meta["attribution_slots"],
+            channel_top=meta.get("channel_top", 0),
         )
 
     # Reading -----------------------------------------------------------------------------
@@ -195,6 +276,66 @@ class RunStore:
             )
         return self.group[name]
 
+    def image_names(self, images: np.ndarray | None = None) -> np.ndarray:
+        """The names (paths relative to the image root) of the images with global indices
+        ``images`` (default: all), in that order."""
+        if images is None:
+            return np.asarray(self.group["image_path"][:])
+        images = np.asarray(images, dtype=np.int64)
+        if not len(images):
+            return np.zeros(0, dtype=str)
+        return np.asarray(self.group["image_path"].get_coordinate_selection(images))
+
+    def image_valid(self) -> np.ndarray:
+        """(n_images,) bool: the images that were decoded and extracted (their task is done
+        and they were not skipped)."""
+        done = np.repeat(self.group["done"][:] == 1, self.layout.chunk_size)
+        return done[: self.layout.n_images] & (self.group["skip_reason"][:] == "")
+
+    def pooled(self, layer: str | None = None) -> np.ndarray:
+        """The layer's whole-image embeddings: (n_images, channels) float32, row i the
+        spatial mean of the layer's output for image i (``image_path[i]``), or the vector
+        itself for a vector layer. Every image has its row; rows of images not extracted
+        are zeros, so select with :meth:`image_valid`. (For runs too big for memory, read
+        ``layer(name)["pooled"]`` by blocks.)"""
+        group = self.layer(layer)
+        if "pooled" not in group:
+            raise DataError(
+                f"{self.url} has no pooled activations (extracted by an older atlas): "
+                "extract it again with --overwrite"
+            )
+        return np.asarray(group["pooled"][:], dtype=np.float32)
+
+    @property
+    def channel_top_layers(self) -> list[str]:
+        """The layers whose channels' top images were recorded during extraction."""
+        return [name for name in self.layer_names if "channel_top_image" in self.group[name]]
+
+    def channel_tops(self, layer: str | None = None) -> ChannelTops:
+        """The run's top images for every channel of a spatial layer (Zeiler & Fergus
+        exemplars): the tasks' own rankings merged in one streaming pass over them, a
+        block of tasks at a time. Ties go to the lower image index; tasks not yet done
+        count as empty."""
+        group = self.layer(layer)
+        if "channel_top_image" not in group:
+            raise DataError(
+                f"{self.url} has no channel tops for layer {group.attrs['layer']!r} "
+                + choices_hint("", self.channel_top_layers, label="layers with them")
+                + "; extract with extract.channel_top > 0 (a spatial layer)"
+            )
+        values, images, positions = (
+            group[name] for name in ("channel_top_value", "channel_top_image", "channel_top_pos")
+        )
+        n_tasks, channels, k = values.shape
+        best = ChannelTops.empty(channels, k)
+        block = max(1, MERGE_CANDIDATES // max(1, channels * k))
+        for start in range(0, n_tasks, block):
+            tasks = slice(start, min(start + block, n_tasks))
+            best = best.merged(
+                np.asarray(values[tasks]), np.asarray(images[tasks]), np.asarray(positions[tasks])
+            )
+        return best
+
     def pending_tasks(self) -> list[int]:
         done = self.group["done"][:]
         return [int(t) for t in np.flatnonzero(done == 0)]
@@ -216,16 +357,22 @@ class RunStore:
         image_columns: Mapping[str, np.ndarray],
         layer_columns: Mapping[str, Mapping[str, np.ndarray]],
     ) -> None:
-        """Write one task's slice of every array, then mark the task done."""
+        """Write one task's slice of every array, then mark the task done. An array's
+        first dimension names the slice: the task's samples, its images, or its own row."""
         images = self.layout.images_of(task)
         for name, values in image_columns.items():
             self.group[name][images] = values
         for geometry in self.layout.layers:
             per = geometry.samples_per_image
-            samples = slice(images.start * per, images.stop * per)
+            regions = {
+                "sample": slice(images.start * per, images.stop * per),
+                "image": images,
+                "task": task,
+            }
             group = self.group[geometry.name]
             for name, values in layer_columns[geometry.name].items():
-                group[name][samples] = values
+                array = group[name]
+                array[regions[array.metadata.dimension_names[0]]] = values
         self.group["done"][task] = 1
 
 
@@ -284,6 +431,7 @@ def create_run(
         "layers": [g.__dict__ for g in layout.layers],
         "topk": layout.topk,
         "attribution_slots": layout.attribution_slots,
+        "channel_top": layout.channel_top,
         "class_names": list(class_names),
         "image_root": image_root,
     }
@@ -306,6 +454,7 @@ def create_run(
                 "height": g.height,
                 "width": g.width,
                 "samples_per_image": g.samples_per_image,
+                "channel_top": layout.channel_top if g.spatial else 0,
             }
         )
         n, c = layout.n_images * g.samples_per_image, chunk * g.samples_per_image
@@ -332,6 +481,24 @@ def create_run(
         create_array(
             sub, "topk_prob", (n, layout.topk), (c, layout.topk), "float32", ("sample", "k"), 0.0
         )
+        create_array(
+            sub,
+            "pooled",
+            (layout.n_images, g.channels),
+            (chunk, g.channels),
+            "float32",
+            ("image", "channel"),
+            0.0,
+        )
+        if g.spatial and layout.channel_top:
+            tops = (layout.n_tasks, g.channels, layout.channel_top)
+            per_task = (1, *tops[1:])
+            dims = ("task", "channel", "rank")
+            create_array(sub, "channel_top_value", tops, per_task, "float32", dims, 0.0)
+            create_array(sub, "channel_top_image", tops, per_task, "int64", dims, -1)
+            create_array(
+                sub, "channel_top_pos", (*tops, 2), (*per_task, 2), "int32", (*dims, "yx"), -1
+            )
     group.attrs["atlas"] = meta  # last: a store without it is an unfinished creation
     return RunStore(group, url)
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -35,9 +36,12 @@ from atlas.data import UnusableImage, read_pixels
 from atlas.models import Preprocessing
 from atlas.reports.imaging import tile
 from atlas.reports.pages import write_page
+from atlas.rows import take_rows
 from atlas.store import CONFIG_RECORD, RunStore
 from atlas.store.classes import ClassesStore
 from atlas.store.grid import GridStore
+from atlas.store.image_map import ImageMapStore
+from atlas.store.layout import Layout
 from atlas.store.render import IconCache, RenderStore
 from atlas.store.reports import report_pages
 from atlas.version import package_version
@@ -53,6 +57,17 @@ CROP_PX = 96  # exemplar crops are shown at this size
 EXEMPLARS = 4  # exemplars shown per cell
 LABELS = 400  # labelled regions per level at most (the heaviest)
 STATIC = Path(__file__).with_name("static")
+STATIC_FILES = (
+    "index.html",
+    "viewer.js",
+    "common.js",
+    "style.css",
+    "aligned.html",
+    "aligned.js",
+    "images.html",
+    "images.js",
+)
+NEIGHBOURS_K = 15  # the neighbour recall the align stage reports is over this many
 
 
 def build_site(
@@ -66,12 +81,17 @@ def build_site(
     exemplar_reports: str | Path | None = None,
     reports: str | Path | None = None,
     model_report: str | Path | None = None,
+    aligned: AlignedAtlas | None = None,
+    image_map: ImageMapStore | None = None,
+    channels: str | Path | None = None,
     title: str = "Activation atlas",
 ) -> Path:
     """Write the site into ``out_dir`` (replacing it); returns the index page's path.
 
     ``class_measures`` (:func:`atlas.store.classes.read_class_measures`) are shown beside
-    the class atlases; the report folders are copied in and linked."""
+    the class atlases; the report folders are copied in and linked. ``aligned`` adds the
+    aligned atlases' page (``aligned.html``), ``image_map`` the image map's
+    (``images.html``), ``channels`` (the channels stage's folder) the channel pages."""
     out = Path(out_dir)
     vendor = openseadragon()
     if out.exists():
@@ -87,7 +107,7 @@ def build_site(
         out / "tiles",
         ignore=shutil.ignore_patterns("vips-properties.xml"),
     )
-    for name in ("index.html", "viewer.js", "style.css"):
+    for name in STATIC_FILES:
         shutil.copy(STATIC / name, out / name)
 
     layer = run.layer(grid.layer)
@@ -111,6 +131,17 @@ def build_site(
     if model_report:
         shutil.copytree(model_report, out / "model", ignore=PAGES_ONLY)
         pages["model"] = "model/model.html"
+    if aligned is not None:
+        pages["aligned"] = _write_aligned(out, aligned, run, grid, renders.levels, class_names)
+    if image_map is not None:
+        pages["images"] = _write_image_map(out, image_map, run, links, title)
+    if channels:
+        shutil.copytree(
+            channels,
+            out / "channels",
+            ignore=shutil.ignore_patterns("*.npy", "channels.json", CONFIG_RECORD),
+        )
+        pages["channels"] = "channels/index.html"
     atlas = {
         "title": title,
         "version": package_version(),
@@ -127,24 +158,25 @@ def build_site(
     return out / "index.html"
 
 
-def level_entry(out: Path, size: int, occupied: int) -> dict:
+def level_entry(out: Path, size: int, occupied: int, folder: str = "tiles") -> dict:
     """A level of ``atlas.json``, with its deep-zoom description inline (what the .dzi file
-    says, as OpenSeadragon's JSON form), so the map asks for its first tiles at once."""
+    ``folder/<size>.dzi`` of the site says, as OpenSeadragon's JSON form), so the map asks
+    for its first tiles at once."""
     import xml.etree.ElementTree as ET
 
-    image = ET.parse(out / "tiles" / f"{size}.dzi").getroot()
+    image = ET.parse(out / folder / f"{size}.dzi").getroot()
     found = image.find("{*}Size")
     tiles = {
         "Image": {
             "xmlns": "http://schemas.microsoft.com/deepzoom/2008",
-            "Url": f"tiles/{size}_files/",
+            "Url": f"{folder}/{size}_files/",
             "Format": image.get("Format"),
             "Overlap": image.get("Overlap"),
             "TileSize": image.get("TileSize"),
             "Size": {"Width": found.get("Width"), "Height": found.get("Height")},
         }
     }
-    return {"size": size, "dzi": f"tiles/{size}.dzi", "tiles": tiles, "occupied": occupied}
+    return {"size": size, "dzi": f"{folder}/{size}.dzi", "tiles": tiles, "occupied": occupied}
 
 
 class _Crops:
@@ -342,3 +374,130 @@ def _write_classes_page(out: Path, store: ClassesStore, measures, crops, links) 
         measures=measures,
     )
     return "classes.html"
+
+
+@dataclass(frozen=True)
+class AlignedAtlas:
+    """What the aligned atlases' page shows: the aligned layout (with its figures), and
+    the grid and render stores made from it (:mod:`atlas.stages.align`)."""
+
+    layout: Layout
+    grid: GridStore
+    renders: RenderStore
+    run: RunStore  # the store the aligned layout lays out
+
+
+def _side_name(run: RunStore) -> str:
+    """A checkpoint as the pages name it: its weights file with the folder it lies in
+    (never a path of the machine that built the site), else the architecture."""
+    spec = run.model_spec()
+    if not spec.weights:
+        return str(spec.arch)
+    path = PurePath(str(spec.weights))
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def _cell_summaries(grid: GridStore, size: int) -> list:
+    """[cell, activations, top class, its share] of each occupied cell of a level."""
+    level = grid.level(size)
+    count = level["count"][:]
+    top, share = level["top_class"][:, 0], level["top_class_share"][:, 0]
+    return [
+        [int(c), int(count[c]), int(top[c]), round(float(share[c]), 4)]
+        for c in np.flatnonzero(count > 0)
+    ]
+
+
+def _write_aligned(
+    out: Path, aligned: AlignedAtlas, run: RunStore, grid: GridStore, shown, class_names
+) -> str:
+    """aligned.html's data: both maps' tiles at the aligned levels that the run's atlas
+    shows too (its own tiles on the left), each level's cells on both sides, and how
+    aligned the maps are."""
+    figures = aligned.layout.attrs["alignment"]
+    shutil.copytree(
+        aligned.renders.folder / "tiles",
+        out / "aligned" / "tiles",
+        ignore=shutil.ignore_patterns("vips-properties.xml"),
+    )
+    levels = []
+    for size in (level for level in aligned.renders.levels if level in shown):
+        for name, side in (("left", grid), ("right", aligned.grid)):
+            (out / "aligned" / name).mkdir(parents=True, exist_ok=True)
+            (out / "aligned" / name / f"{size}.json").write_text(
+                json.dumps(_cell_summaries(side, size))
+            )
+        right = level_entry(out, size, 0, folder="aligned/tiles")
+        left = level_entry(out, size, 0)
+        levels.append({"size": size, "left": left["tiles"], "right": right["tiles"]})
+    page = {
+        "title": f"Aligned atlases: {_side_name(run)} and {_side_name(aligned.run)}",
+        "samples": figures["samples"],
+        "within_one_cell": figures["within_one_cell"],
+        "neighbours_aligned": figures["neighbours_aligned"],
+        "neighbours_run_layout": figures["neighbours_run_layout"],
+        "neighbours_k": NEIGHBOURS_K,
+        "classes": list(class_names),
+        "left": {"name": _side_name(run), "layer": aligned.layout.attrs["aligned_with"]["layer"]},
+        "right": {"name": _side_name(aligned.run), "layer": aligned.layout.layer},
+        "levels": levels,
+    }
+    (out / "aligned.json").write_text(json.dumps(page))
+    return "aligned.html"
+
+
+def _write_image_map(out: Path, image_map: ImageMapStore, run: RunStore, links, title) -> str:
+    """images.html's data: each level's thumbnail tiles, and per cell the image shown
+    (its name, label, predicted class, thumbnail and report link) in blocks of cells."""
+    folder = out / "image-map"
+    shutil.copytree(
+        image_map.tiles, folder / "tiles", ignore=shutil.ignore_patterns("vips-properties.xml")
+    )
+    (folder / "thumbs").mkdir()
+    names, labels = run.group["image_path"], run.group["image_label"]
+    layer = run.layer(image_map.attrs["layer"])
+    per = run.geometry(image_map.attrs["layer"]).samples_per_image
+    levels = []
+    for size in image_map.levels:
+        level = image_map.level(size)
+        image, count = level["image"][:], level["count"][:]
+        cells = np.flatnonzero(image >= 0)
+        shown = image[cells]
+        shown_names = take_rows(names, shown) if len(shown) else []
+        shown_labels = take_rows(labels, shown) if len(shown) else []
+        predicted = take_rows(layer["topk_class"], shown * per)[:, 0] if len(shown) else []
+        blocks: dict[tuple[int, int], list] = {}
+        for cell, i, name, label, guess in zip(
+            cells, shown, shown_names, shown_labels, predicted, strict=True
+        ):
+            thumb = f"image-map/thumbs/{int(i)}.png"
+            if not (out / thumb).exists() and image_map.thumb(int(i)).exists():
+                shutil.copy(image_map.thumb(int(i)), out / thumb)
+            row, col = divmod(int(cell), size)
+            blocks.setdefault((col // BLOCK, row // BLOCK), []).append(
+                {
+                    "cell": int(cell),
+                    "path": str(name),
+                    "label": int(label),
+                    "predicted": int(guess),
+                    "n": int(count[cell]),
+                    "thumb": thumb,
+                    "report": links.get(str(name)),
+                }
+            )
+        (folder / "cells" / str(size)).mkdir(parents=True)
+        for (bx, by), entries in blocks.items():
+            (folder / "cells" / str(size) / f"{bx}_{by}.json").write_text(json.dumps(entries))
+        entry = level_entry(out, size, len(cells), folder="image-map/tiles")
+        levels.append({"size": size, "tiles": entry["tiles"]})
+    page = {
+        "title": f"{title}: image map",
+        "images": int(np.isfinite(image_map.xy()).all(axis=1).sum()),
+        "model": run.model_spec().arch,
+        "layer": image_map.attrs["layer"],
+        "classes": run.class_names,
+        "block": BLOCK,
+        "levels": levels,
+    }
+    (folder / "map.json").write_text(json.dumps(page))
+    return "images.html"

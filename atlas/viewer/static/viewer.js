@@ -1,38 +1,14 @@
 // The atlas viewer: a deep-zoom map of every grid level's icons, one level shown at a
-// time (the finest whose cells are still big enough on screen), with lazily fetched cell
-// metadata for hovering and clicking, and a class filter. OpenSeadragon draws the tiles.
-//
-// Everything that comes from data (class names, image paths, titles) reaches the page as
-// text: elements are built with el() and filled with text nodes, never with innerHTML,
-// and links and images only ever point inside the site (safeUrl).
+// time, with lazily fetched cell metadata for hovering and clicking, a class filter and
+// switchable layers (labels, density, class heat). The shared map and the safe-DOM
+// helpers are in common.js.
 
-const MIN_CELL_PX = 48; // switch to a finer level once its cells are this big on screen
+import { OSD, blockReader, cellAt, cellRect, el, json, levelMap, pageLinks, safeUrl } from "./common.js";
+
 const MAX_HIGHLIGHTS = 400;
-
-const OSD = window.OpenSeadragon;
-
-// An element with attributes and children (strings become text nodes).
-function el(tag, attributes = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value !== null && value !== undefined) element.setAttribute(name, String(value));
-  }
-  element.append(...children.filter((child) => child !== null && child !== undefined));
-  return element;
-}
-
-// A URL of the site's own files (as given), or null: nothing with a scheme of its own
-// (javascript:, data:) or another origin.
-function safeUrl(url) {
-  if (typeof url !== "string" || url === "") return null;
-  const resolved = new URL(url, document.baseURI);
-  return resolved.origin === window.location.origin ? url : null;
-}
 
 const atlas = await (await fetch("atlas.json")).json();
 const levels = atlas.levels; // coarse to fine
-const blocks = new Map(); // "size/bx_by" -> Promise of that block's cells keyed by cell id
-let shown = levels[0].size;
 let filterClass = null;
 
 document.title = atlas.title;
@@ -41,95 +17,23 @@ document.querySelector("#about").textContent =
   `${atlas.model}, layer ${atlas.layer}: ${atlas.samples.toLocaleString()} activations`;
 const names = document.querySelector("#class-names");
 for (const name of atlas.classes) names.append(new Option(name));
-const pageNames = { classes: "class atlases", reports: "attribution reports", model: "model report" };
-for (const [key, href] of Object.entries(atlas.pages)) {
-  const url = safeUrl(href);
-  if (url) document.querySelector("#pages").append(el("a", { href: url }, pageNames[key] ?? key));
+pageLinks(atlas.pages, "atlas");
+
+const map = await levelMap("map", levels);
+const viewer = map.viewer;
+const levelLabel = document.querySelector("#level");
+function showLevel(size) {
+  levelLabel.textContent = `level ${size}x${size}`;
+  levelLabel.dataset.size = String(size);
 }
-
-// OpenSeadragon injects a <style> element (outline rules for touch screens) unless one
-// marked as its own is already there; the site's Content-Security-Policy forbids inline
-// styles, so an empty marker stands in and style.css carries the rule.
-document.head.append(el("style", { "data-openseadragon-mobile-css": "true" }));
-const viewer = OSD({
-  id: "map",
-  prefixUrl: "vendor/openseadragon/images/",
-  showNavigator: true,
-  navigatorPosition: "BOTTOM_RIGHT",
-  visibilityRatio: 0.5,
-  minZoomImageRatio: 0.5,
-  maxZoomPixelRatio: 4,
-  gestureSettingsMouse: { clickToZoom: false },
-  immediateRender: true, // draw the needed resolution at once, not coarse-to-fine
-  drawer: "canvas", // 2-D tiles need no WebGL (which software rendering makes slow)
-  imageSmoothingEnabled: false, // icons zoomed past 1:1 stay crisp pixels
-});
-let firstTileAt = null; // ms after navigation: the viewer benchmark reads it
-viewer.addOnceHandler("tile-drawn", () => (firstTileAt = performance.now()));
-const opened = levels.map(
-  (level, index) =>
-    new Promise((resolve, reject) =>
-      viewer.addTiledImage({
-        tileSource: level.tiles ?? level.dzi,
-        x: 0,
-        y: 0,
-        width: 1,
-        index,
-        opacity: index === 0 ? 1 : 0,
-        success: (event) => resolve(event.item),
-        error: (event) => reject(new Error(event.message)),
-      }),
-    ),
-);
-const images = await Promise.all(opened);
-
-function cellPixels(size) {
-  return viewer.viewport.deltaPixelsFromPointsNoRotate(new OSD.Point(1 / size, 0), true).x;
-}
-
-function chooseLevel() {
-  let choice = levels[0].size;
-  for (const level of levels) if (cellPixels(level.size) >= MIN_CELL_PX) choice = level.size;
-  if (choice === shown) return;
-  shown = choice;
-  levels.forEach((level, i) => images[i].setOpacity(level.size === shown ? 1 : 0));
-  const label = document.querySelector("#level");
-  label.textContent = `level ${shown}x${shown}`;
-  label.dataset.size = String(shown);
+showLevel(map.level());
+map.onLevel((size) => {
+  showLevel(size);
   highlight();
   refreshLayers();
-}
-document.querySelector("#level").textContent = `level ${shown}x${shown}`;
-document.querySelector("#level").dataset.size = String(shown);
-viewer.addHandler("animation", chooseLevel);
-viewer.addHandler("animation-finish", chooseLevel);
+});
 
-function cellAt(point, size) {
-  if (point.x < 0 || point.y < 0 || point.x >= 1 || point.y >= 1) return null;
-  const col = Math.floor(point.x * size);
-  const row = size - 1 - Math.floor(point.y * size); // row 0 is the layout's bottom
-  return { size, col, row, cell: row * size + col };
-}
-
-// Every JSON file the page reads, fetched once: url -> Promise of parsed JSON (null if absent).
-const cache = new Map();
-function json(url) {
-  if (!cache.has(url)) cache.set(url, fetch(url).then((r) => (r.ok ? r.json() : null)));
-  return cache.get(url);
-}
-
-function block(size, col, row) {
-  const key = `${size}/${Math.floor(col / atlas.block)}_${Math.floor(row / atlas.block)}`;
-  if (!blocks.has(key)) {
-    blocks.set(key, json(`cells/${key}.json`).then((entries) => new Map((entries ?? []).map((entry) => [entry.cell, entry]))));
-  }
-  return blocks.get(key);
-}
-
-async function cellInfo(where) {
-  if (!where) return null;
-  return (await block(where.size, where.col, where.row)).get(where.cell) ?? null;
-}
+const cellInfo = blockReader("cells", atlas.block);
 
 function className(index) {
   return atlas.classes[index] ?? `class ${index}`;
@@ -154,7 +58,7 @@ new OSD.MouseTracker({
   element: viewer.canvas,
   moveHandler: async (event) => {
     const token = ++hoverToken;
-    const where = cellAt(viewer.viewport.pointFromPixel(event.position), shown);
+    const where = cellAt(viewer.viewport.pointFromPixel(event.position), map.level());
     const entry = await cellInfo(where);
     if (token !== hoverToken) return;
     if (!entry) {
@@ -183,7 +87,7 @@ const panel = document.querySelector("#panel");
 document.querySelector("#close").addEventListener("click", () => (panel.hidden = true));
 viewer.addHandler("canvas-click", async (event) => {
   if (!event.quick) return;
-  const where = cellAt(viewer.viewport.pointFromPixel(event.position), shown);
+  const where = cellAt(viewer.viewport.pointFromPixel(event.position), map.level());
   const entry = await cellInfo(where);
   if (!entry) return;
   const labels = entry.labels.map(([c, n]) => `${className(c)} (${n})`).join(", ");
@@ -217,14 +121,13 @@ const outlines = []; // the class filter's cell outlines (overlays)
 async function highlight() {
   for (const element of outlines.splice(0)) viewer.removeOverlay(element);
   if (filterClass === null) return;
-  const size = shown;
+  const size = map.level();
   const cells = (await classCells(size, filterClass)).slice(0, MAX_HIGHLIGHTS);
-  if (size !== shown) return;
+  if (size !== map.level()) return;
   for (const [cell] of cells) {
-    const row = Math.floor(cell / size), col = cell % size;
     const element = el("div", { class: "highlight", "data-cell": cell });
     outlines.push(element);
-    viewer.addOverlay({ element, location: new OSD.Rect(col / size, (size - 1 - row) / size, 1 / size, 1 / size) });
+    viewer.addOverlay({ element, location: cellRect(size, cell) });
   }
 }
 document.querySelector("#class-filter").addEventListener("change", (event) => {
@@ -326,7 +229,7 @@ function ramp(name, low, high, caption) {
 let layerToken = 0;
 async function refreshLayers() {
   const token = ++layerToken;
-  const size = shown;
+  const size = map.level();
   const entries = [];
   if (switches.labels.checked) {
     const labels = (await json(`labels/${size}.json`)) ?? [];
@@ -358,22 +261,11 @@ refreshLayers();
 // For tests and scripts: where a cell is on the page, and which level is shown.
 window.atlasViewer = {
   viewer,
-  level: () => shown,
-  firstTileAt: () => firstTileAt,
+  level: () => map.level(),
+  firstTileAt: () => map.firstTileAt,
   labels: () => (labelLayer ? labelLayer.items.filter((i) => !i.element.classList.contains("hidden")).map((i) => i.element.textContent) : []),
-  drawn: () => images[levels.findIndex((level) => level.size === shown)].getFullyLoaded(),
-  cellCenter(size, cell) {
-    const row = Math.floor(cell / size), col = cell % size;
-    const point = new OSD.Point((col + 0.5) / size, (size - 1 - row + 0.5) / size);
-    const pixel = viewer.viewport.pixelFromPoint(point, true);
-    const box = viewer.element.getBoundingClientRect();
-    return { x: box.left + pixel.x, y: box.top + pixel.y };
-  },
-  zoomToCell(size, cell, cells = 3) {
-    const row = Math.floor(cell / size), col = cell % size;
-    const side = cells / size;
-    const x = (col + 0.5) / size - side / 2, y = (size - 1 - row + 0.5) / size - side / 2;
-    viewer.viewport.fitBounds(new OSD.Rect(x, y, side, side), true);
-  },
+  drawn: () => map.drawn(),
+  cellCenter: map.cellCenter,
+  zoomToCell: map.zoomToCell,
 };
 document.body.dataset.ready = "true";
