@@ -12,6 +12,8 @@ reduce          :func:`atlas.stages.reduce.reduce_store`
 grid            :func:`atlas.stages.grid.grid_store`
 render          :func:`atlas.stages.render.render_store`
 channels        :func:`atlas.stages.channels.channel_pages`
+align           :func:`atlas.stages.align.align_store`
+image-map       :func:`atlas.stages.image_map.image_map_store`
 classes         :func:`atlas.stages.classes.classes_store`
 attribute       :func:`atlas.stages.attribute.attribute_store`
 report-model    :func:`atlas.stages.report_model.report_model`

@@ -143,6 +143,7 @@ const PAGE_NAMES = {
 };
 export function pageLinks(pages, current) {
   const nav = document.querySelector("#pages");
+  if (current !== "atlas") nav.append(el("a", { href: "index.html" }, PAGE_NAMES.atlas));
   for (const [key, href] of Object.entries(pages)) {
     const url = safeUrl(href);
     if (url && key !== current) nav.append(el("a", { href: url }, PAGE_NAMES[key] ?? key));
