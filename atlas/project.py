@@ -122,6 +122,7 @@ def init_project(
         "reports": _relative(images, root),
         "compare": f"outputs/{RUN}/extract",
         "measures": f"outputs/{RUN}/classes",
+        "shape_bias": f"outputs/{RUN}/classes",
         "out": f"outputs/{RUN}",
         "title": title or f"{model.spec.arch}, {layer}",
     }

@@ -71,14 +71,9 @@ class ShapeBias:
         out["decisions"] = [asdict(d) for d in self.decisions]
         return out
 
-    @classmethod
-    def from_dict(cls, values: Mapping) -> ShapeBias:
-        decisions = [Decision(**d) for d in values["decisions"]]
-        return cls(**{**values, "decisions": decisions})
-
 
 def read_cue_conflict(path: str | Path) -> list[CueConflictImage]:
-    """The images a cue-conflict list file names: a CSV with the columns ``path``,
+    """The images a cue-conflict list (a local CSV file) names: the columns ``path``,
     ``shape`` and ``texture`` (others are ignored); relative paths are taken from the
     file's folder."""
     path = Path(path)

@@ -73,7 +73,8 @@ def test_the_comparison_reads_each_checkpoint_and_marks_what_is_missing(tiny_wor
     metrics.write_text(json.dumps({"test": {"accuracy": 0.9}, "test-swapped": {"accuracy": 0.1}}))
     bias = tmp_path / "bias"
     write_shape_bias(bias, {"shape_bias": 0.25, "counts": {}}, {})
-    model = wrap_model(
+    torch.manual_seed(0)
+    model = wrap_model(  # four classes: the mean of each rectified channel
         nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
         input_size=32,
     )

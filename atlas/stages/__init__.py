@@ -17,6 +17,7 @@ image-map       :func:`atlas.stages.image_map.image_map_store`
 classes         :func:`atlas.stages.classes.classes_store`
 attribute       :func:`atlas.stages.attribute.attribute_store`
 report-model    :func:`atlas.stages.report_model.report_model`
+shape-bias      :func:`atlas.stages.shape_bias.shape_bias_report`
 viewer          :func:`atlas.stages.viewer.build_viewer`
 ==============  ==================================================
 
