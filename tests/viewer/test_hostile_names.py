@@ -39,20 +39,26 @@ TITLE = "<script>window.__pwned=6</script> atlas & co"
 @pytest.fixture(scope="module")
 def hostile_site(tmp_path_factory):
     from atlas.config import (
+        AlignConfig,
         AttributeConfig,
+        ChannelsConfig,
         ClassesConfig,
         ExtractConfig,
         GridConfig,
+        ImageMapConfig,
         ModelSpec,
         ReduceConfig,
         RenderConfig,
         ReportConfig,
     )
     from atlas.models import load_model
+    from atlas.stages.align import align_store
     from atlas.stages.attribute import attribute_store
+    from atlas.stages.channels import channel_pages
     from atlas.stages.classes import classes_store
     from atlas.stages.extract import extract_store
     from atlas.stages.grid import grid_store
+    from atlas.stages.image_map import image_map_store
     from atlas.stages.reduce import reduce_store
     from atlas.stages.render import render_store
     from atlas.stages.report_model import report_model
@@ -79,6 +85,27 @@ def hostile_site(tmp_path_factory):
     grid_store(store, layout, grid, GridConfig(levels=[2, 4], min_count=1, exemplars=3))
     render = RenderConfig(icon_size=16, steps=2)
     render_store(store, grid, str(root / "render"), render, scheduler="inline")
+    # The aligned atlas (the store with itself), the image map and the channel pages.
+    aligned = root / "aligned <a>"
+    grid_options = GridConfig(levels=[2, 4], min_count=1, exemplars=3)
+    align_store(
+        store,
+        layout,
+        store,
+        str(aligned / "layout.zarr"),
+        AlignConfig(),
+        ReduceConfig(n_neighbors=5),
+        grid_options,
+    )
+    grid_store(store, str(aligned / "layout.zarr"), str(aligned / "grid.zarr"), grid_options)
+    render_store(
+        store, str(aligned / "grid.zarr"), str(aligned / "render"), render, scheduler="inline"
+    )
+    image_map = root / "image map <m>"
+    image_map_store(
+        store, image_map, ImageMapConfig(levels=[2, 4], thumb_size=16), ReduceConfig(n_neighbors=5)
+    )
+    channel_pages(store, root / "channels", ChannelsConfig(), render, scheduler="inline")
     pair = sorted(CLASSES)[:2]
     classes_store(
         store,
@@ -107,7 +134,7 @@ def hostile_site(tmp_path_factory):
     weights = load_model(spec).save(root / "weights & <w>.pt")
     from_file = ModelSpec(weights=str(weights.resolve()))
     attribute_store(from_file, [str(images)], root / "reports", options)
-    attribute_store(from_file, [], root / "exemplars", options, exemplars=grid)
+    attribute_store(from_file, [], root / "exemplars", options, exemplars=grid, image_map=image_map)
     report_model(from_file, root / "model", ReportConfig(steps=1, icon_size=16))
     site = root / "site"
     build_viewer(
@@ -120,6 +147,9 @@ def hostile_site(tmp_path_factory):
         exemplar_reports=root / "exemplars",
         reports=root / "reports",
         model_report=root / "model",
+        aligned=aligned,
+        image_map=image_map,
+        channels=root / "channels",
         title=TITLE,
     )
     return site, root
@@ -213,7 +243,33 @@ def test_nothing_runs_and_every_name_shows_literally(hostile_site):
             for name in CLASSES:
                 page.fill("#class-filter", name)
                 page.dispatch_event("#class-filter", "change")
+            # The image map: every thumbnail hovered and opened; the aligned atlases.
+            page.goto(url + "images.html")
+            page.wait_for_selector("body[data-ready=true]", timeout=30000)
+            shown_names = set()
+            for size in (2, 4):
+                for block in (site / "image-map" / "cells" / str(size)).glob("*.json"):
+                    for cell in json.loads(block.read_text()):
+                        page.evaluate(f"imageMap.zoomToCell({size}, {cell['cell']}, 2)")
+                        wait_until(page, f"imageMap.level() === {size}")
+                        at = page.evaluate(f"imageMap.cellCenter({size}, {cell['cell']})")
+                        page.mouse.move(at["x"], at["y"])
+                        page.wait_for_selector(
+                            f"#tooltip[data-cell='{cell['cell']}']:not([hidden])", timeout=5000
+                        )
+                        assert cell["path"] in page.inner_text("#tooltip")
+                        page.mouse.click(at["x"], at["y"])
+                        page.wait_for_selector(f"#panel[data-cell='{cell['cell']}']", timeout=5000)
+                        assert cell["path"] in page.inner_text("#panel")
+                        shown_names.add(cell["path"])
+                        page.click("#close")
+                        assert not pwned()
+            assert shown_names
+            page.goto(url + "aligned.html")
+            page.wait_for_selector("body[data-ready=true]", timeout=30000)
+            assert not pwned()
             pages = ["classes.html", "model/model.html", "attribute/index.html"]
+            pages += [f"channels/{p.name}" for p in (site / "channels").glob("*.html")]
             pages += [f"attribute/{p.name}" for p in (site / "attribute").glob("*.html")]
             pages += [f"reports/{p.name}" for p in (site / "reports").glob("*.html")]
             for path in pages:
