@@ -408,6 +408,11 @@ class AttributeConfig(Section):
     exemplars_per_cell: PositiveInt = Field(
         default=2, description="with --exemplars: images per grid cell"
     )
+    exemplar_levels: list[PositiveInt] | None = Field(
+        default=None,
+        description="with --exemplars: the grid levels whose exemplars get reports (default: "
+        "all; the viewer links the exemplars that have one)",
+    )
 
     @field_validator("target")
     @classmethod

@@ -26,18 +26,22 @@ def attribute_store(
     image_map: str | Path | None = None,
 ) -> Reports:
     """Reports on the images of ``sources`` (folders, lists or URLs; ``options.limit`` and
-    ``options.per_class`` choose among them) and on the first
-    ``options.exemplars_per_cell`` exemplars of every cell of the grid store
-    ``exemplars`` and on the images an image map (``image_map``, a folder from ``atlas
-    image-map``) shows, each image once; maps, pictures and pages under ``out_dir``. ``model``
-    is a spec or a model in memory (:func:`atlas.models.wrap_model`)."""
+    ``options.per_class`` choose among them), on the first ``options.exemplars_per_cell``
+    exemplars of every cell (of ``options.exemplar_levels``) of the grid store
+    ``exemplars``, and on the images an image map shows (``image_map``, a folder from
+    ``atlas image-map``), each image once; maps, pictures and pages under ``out_dir``.
+    ``model`` is a spec or a model in memory (:func:`atlas.models.wrap_model`)."""
     if not sources and not exemplars and not image_map:
         raise ConfigError(
             "give images to report on: --images SOURCE, --exemplars GRID and/or --image-map DIR"
         )
     model = model if isinstance(model, LoadedModel) else load_model(model)
     records = select_images(sources, model.class_names, options)
-    extra = exemplar_images(exemplars, options.exemplars_per_cell) if exemplars else []
+    extra = (
+        exemplar_images(exemplars, options.exemplars_per_cell, options.exemplar_levels)
+        if exemplars
+        else []
+    )
     extra += image_map_images(image_map) if image_map else []
     known = {absolute_root(r.path) for r in records}
     for record in extra:
@@ -47,13 +51,17 @@ def attribute_store(
     return Reports(attribute_images(model, records, out_dir, options), Path(out_dir))
 
 
-def exemplar_images(grid_url: str, per_cell: int) -> list[ImageRecord]:
-    """The images of the first ``per_cell`` exemplars of every cell of every level of a
-    grid (each image once, in level then cell order), labelled as the run store has them."""
+def exemplar_images(
+    grid_url: str, per_cell: int, levels: Sequence[int] | None = None
+) -> list[ImageRecord]:
+    """The images of the first ``per_cell`` exemplars of every cell of ``levels`` (default:
+    every level) of a grid (each image once, in level then cell order), labelled as the run
+    store has them."""
     grid = open_grid(grid_url)
     run = open_run(grid.attrs["run"])
     layer = run.layer(grid.layer)
-    return _records(run, layer["path"][:], layer["label"][:], grid.exemplar_samples(per_cell))
+    samples = grid.exemplar_samples(per_cell, levels)
+    return _records(run, layer["path"][:], layer["label"][:], samples)
 
 
 def image_map_images(folder: str | Path) -> list[ImageRecord]:

@@ -12,7 +12,7 @@ crop (x0, y0, x1, y1) the exemplar's activation sees); the root holds
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,11 +54,11 @@ class GridStore(AtlasGroup):
     def whitening(self) -> np.ndarray:
         return self.group["whitening"][:]
 
-    def exemplar_samples(self, per_cell: int) -> list[int]:
-        """The first ``per_cell`` exemplars of every occupied cell of every level, each
-        sample once, in level then cell order."""
+    def exemplar_samples(self, per_cell: int, levels: Sequence[int] | None = None) -> list[int]:
+        """The first ``per_cell`` exemplars of every occupied cell of ``levels`` (default:
+        every level), each sample once, in level then cell order."""
         seen: dict[int, None] = {}
-        for size in self.levels:
+        for size in self.levels if levels is None else levels:  # an unknown level: DataError
             exemplars = self.level(size)["exemplar"][:, :per_cell]
             seen.update(dict.fromkeys(int(s) for s in exemplars[exemplars >= 0]))
         return list(seen)

@@ -241,9 +241,7 @@ def _write_level(out, size, level, icons, cache: IconCache, crops, links, class_
         for sample, box in zip(exemplar[cell], boxes[cell], strict=True):
             if sample < 0:
                 continue
-            link = links.get(crops.name(sample))
-            if links and link is None:
-                continue  # with reports, show the exemplars that have one
+            link = links.get(crops.name(sample))  # None: no report on this image
             examples.append(
                 {"crop": crops(int(sample), box), "report": link, "path": crops.name(sample)}
             )
