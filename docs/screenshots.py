@@ -4,9 +4,10 @@
         outputs/demo/attribute
 
 Writes docs/level20.png (the atlas at level 20 with its labels), docs/viewer.png (a cell
-hovered and its exemplars open) and
-docs/report.png (the attribution report of a swapped desert leopard), scaled down and
-reduced to a small palette so they stay light in the repository.
+hovered and its exemplars open), docs/report.png (the attribution report of a swapped
+desert leopard), docs/aligned.png (the aligned atlases side by side) and
+docs/image-map.png (the image map), scaled down and reduced to a small palette so they
+stay light in the repository.
 """
 
 import sys
@@ -87,9 +88,25 @@ def main(site: str, grid: str, reports: str) -> None:
         page.goto(url + swapped_report(Path(reports)))
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(HERE / "report.png"))
+
+        # The aligned atlases, zoomed in on the same place, and the image map.
+        page.goto(url + "aligned.html")
+        page.wait_for_selector("body[data-ready=true]", timeout=60000)
+        page.evaluate(
+            "alignedViewer.sides.left.viewer.viewport.fitBounds("
+            "new OpenSeadragon.Rect(0.2, 0.2, 0.6, 0.6), true)"
+        )
+        wait_until(page, "alignedViewer.drawn()", 60)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(HERE / "aligned.png"))
+        page.goto(url + "images.html")
+        page.wait_for_selector("body[data-ready=true]", timeout=60000)
+        wait_until(page, "imageMap.drawn()", 60)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(HERE / "image-map.png"))
         browser.close()
     server.shutdown()
-    for name in ("viewer.png", "level20.png", "report.png"):
+    for name in ("viewer.png", "level20.png", "report.png", "aligned.png", "image-map.png"):
         shrink(HERE / name)
         print(f"wrote {HERE / name} ({(HERE / name).stat().st_size // 1024} KiB)")
 

@@ -489,7 +489,7 @@ def _write_image_map(out: Path, image_map: ImageMapStore, run: RunStore, links, 
         entry = level_entry(out, size, len(cells), folder="image-map/tiles")
         levels.append({"size": size, "tiles": entry["tiles"]})
     page = {
-        "title": f"{title}: image map",
+        "title": f"Image map: {title}",
         "images": int(np.isfinite(image_map.xy()).all(axis=1).sum()),
         "model": run.model_spec().arch,
         "layer": image_map.attrs["layer"],
