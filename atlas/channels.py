@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from atlas.config import ChannelsConfig, ModelSpec, RenderConfig
 from atlas.data import UnusableImage, absolute_root, read_pixels
@@ -31,10 +30,11 @@ from atlas.distribute import Cluster, run_tasks
 from atlas.featvis import objectives
 from atlas.featvis.objectives import Objective
 from atlas.featvis.render import RenderResult, render, transforms_for
+from atlas.icons import worker_model
 from atlas.models import LoadedModel, Preprocessing, with_absolute_paths
 from atlas.progress import progress
-from atlas.runtime import cached_model, resolve_device, thread_copy
-from atlas.store import ChannelTops, LayerGeometry, RunStore, open_run
+from atlas.runtime import resolve_device
+from atlas.store import ChannelTops, LayerGeometry, RunStore
 from atlas.store.channels import icon_key
 from atlas.store.render import IconCache
 
@@ -147,15 +147,7 @@ def icon_task(
     its paths resolved by the client, or ``model``, one in memory) into ``icons_dir``."""
     start = time.perf_counter()
     config = RenderConfig.model_validate(options)
-    torch.set_num_threads(1)
-    if model is None:
-        run = open_run(run_url)
-        model = cached_model(
-            spec or run.model_spec(), device=device, seed=run.extract_options().seed
-        )
-    else:
-        model = thread_copy(model)
-        model.module.to(device)
+    model = worker_model(run_url, device, model=model, spec=spec)
     result = channel_icons(model, layer, channels, config, objective=objective)
     cache = IconCache(icons_dir)
     for channel, image, value in zip(channels, result.images, result.values, strict=True):

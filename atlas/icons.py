@@ -85,6 +85,25 @@ def icon_key(
     return digest.hexdigest()[:24]
 
 
+def worker_model(
+    run_url: str,
+    device: str,
+    *,
+    model: LoadedModel | None = None,
+    spec: ModelSpec | None = None,
+) -> LoadedModel:
+    """On a worker rendering icons: the run's model, once per worker (``spec``, its paths
+    resolved by the client, else the store's own), or this thread's copy of ``model``, one
+    in memory; torch on one thread, as the worker is one of several."""
+    torch.set_num_threads(1)
+    if model is not None:
+        copy = thread_copy(model)
+        copy.module.to(device)
+        return copy
+    run = open_run(run_url)
+    return cached_model(spec or run.model_spec(), device=device, seed=run.extract_options().seed)
+
+
 def render_task(
     keys: list[str],
     targets: np.ndarray,
@@ -103,15 +122,7 @@ def render_task(
     cache."""
     start = time.perf_counter()
     config = RenderConfig.model_validate(options)
-    torch.set_num_threads(1)
-    if model is None:
-        run = open_run(run_url)
-        model = cached_model(
-            spec or run.model_spec(), device=device, seed=run.extract_options().seed
-        )
-    else:
-        model = thread_copy(model)
-        model.module.to(device)
+    model = worker_model(run_url, device, model=model, spec=spec)
     seeds = [int(key[:8], 16) for key in keys]
     result = render_cells(model, layer, targets, seeds, config, whitening=whitening)
     cache = IconCache(icons_dir)

@@ -131,6 +131,34 @@ export async function levelMap(id, levels, { navigator = true } = {}) {
   return map;
 }
 
+// A tooltip (#tooltip) that follows the pointer over a map: `lookup(where)` resolves to
+// the entry of the cell under it (or null), `render(entry)` gives the tooltip's children.
+export function hoverTooltip(map, lookup, render) {
+  const tooltip = document.querySelector("#tooltip");
+  let token = 0; // only the latest move's answer is shown
+  new OSD.MouseTracker({
+    element: map.viewer.canvas,
+    moveHandler: async (event) => {
+      const mine = ++token;
+      const entry = await lookup(cellAt(map.viewer.viewport.pointFromPixel(event.position), map.level()));
+      if (mine !== token) return;
+      if (!entry) {
+        tooltip.hidden = true;
+        return;
+      }
+      tooltip.replaceChildren(...render(entry));
+      tooltip.dataset.cell = String(entry.cell);
+      tooltip.style.left = `${event.originalEvent.clientX + 16}px`;
+      tooltip.style.top = `${event.originalEvent.clientY + 16}px`;
+      tooltip.hidden = false;
+    },
+    leaveHandler: () => {
+      token++;
+      tooltip.hidden = true;
+    },
+  });
+}
+
 // Links to the site's other pages, in the header's #pages.
 const PAGE_NAMES = {
   atlas: "atlas",

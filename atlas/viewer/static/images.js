@@ -2,7 +2,7 @@
 // thumbnail per cell (the image nearest the cell's centre), finer levels showing more.
 // Hovering names the image; clicking opens its details and its attribution report.
 
-import { OSD, blockReader, cellAt, el, json, levelMap, pageLinks, safeUrl } from "./common.js";
+import { blockReader, cellAt, el, hoverTooltip, json, levelMap, pageLinks, safeUrl } from "./common.js";
 
 const page = await (await fetch("image-map/map.json")).json();
 const atlas = await json("atlas.json");
@@ -33,29 +33,7 @@ function facts(entry) {
   ];
 }
 
-const tooltip = document.querySelector("#tooltip");
-let hoverToken = 0;
-new OSD.MouseTracker({
-  element: viewer.canvas,
-  moveHandler: async (event) => {
-    const token = ++hoverToken;
-    const entry = await cellInfo(cellAt(viewer.viewport.pointFromPixel(event.position), map.level()));
-    if (token !== hoverToken) return;
-    if (!entry) {
-      tooltip.hidden = true;
-      return;
-    }
-    tooltip.replaceChildren(...facts(entry));
-    tooltip.dataset.cell = String(entry.cell);
-    tooltip.style.left = `${event.originalEvent.clientX + 16}px`;
-    tooltip.style.top = `${event.originalEvent.clientY + 16}px`;
-    tooltip.hidden = false;
-  },
-  leaveHandler: () => {
-    hoverToken++;
-    tooltip.hidden = true;
-  },
-});
+hoverTooltip(map, cellInfo, facts);
 
 const panel = document.querySelector("#panel");
 document.querySelector("#close").addEventListener("click", () => (panel.hidden = true));

@@ -3,7 +3,7 @@
 // switchable layers (labels, density, class heat). The shared map and the safe-DOM
 // helpers are in common.js.
 
-import { OSD, blockReader, cellAt, cellRect, el, json, levelMap, pageLinks, safeUrl } from "./common.js";
+import { OSD, blockReader, cellAt, cellRect, el, hoverTooltip, json, levelMap, pageLinks, safeUrl } from "./common.js";
 
 const MAX_HIGHLIGHTS = 400;
 
@@ -52,36 +52,13 @@ function icon(entry, attributes = {}) {
   return src ? el("img", { src, alt: "icon", ...attributes }) : null;
 }
 
-const tooltip = document.querySelector("#tooltip");
-let hoverToken = 0;
-new OSD.MouseTracker({
-  element: viewer.canvas,
-  moveHandler: async (event) => {
-    const token = ++hoverToken;
-    const where = cellAt(viewer.viewport.pointFromPixel(event.position), map.level());
-    const entry = await cellInfo(where);
-    if (token !== hoverToken) return;
-    if (!entry) {
-      tooltip.hidden = true;
-      return;
-    }
-    tooltip.replaceChildren(
-      ...[
-        icon(entry),
-        el("b", { class: "count" }, `average of ${entry.n} activations`),
-        el("div", { class: "classes" }, ...classList(entry)),
-      ].filter(Boolean),
-    );
-    tooltip.dataset.cell = String(entry.cell);
-    tooltip.style.left = `${event.originalEvent.clientX + 16}px`;
-    tooltip.style.top = `${event.originalEvent.clientY + 16}px`;
-    tooltip.hidden = false;
-  },
-  leaveHandler: () => {
-    hoverToken++;
-    tooltip.hidden = true;
-  },
-});
+hoverTooltip(map, cellInfo, (entry) =>
+  [
+    icon(entry),
+    el("b", { class: "count" }, `average of ${entry.n} activations`),
+    el("div", { class: "classes" }, ...classList(entry)),
+  ].filter(Boolean),
+);
 
 const panel = document.querySelector("#panel");
 document.querySelector("#close").addEventListener("click", () => (panel.hidden = true));
