@@ -2,7 +2,7 @@
 // laid out so that each image lands in corresponding places: pan and zoom move both maps,
 // and the cell under the pointer is outlined on both, with what each averages.
 
-import { OSD, cellAt, cellRect, el, json, levelMap, pageLinks } from "./common.js";
+import { cellRect, el, hoverTooltip, json, levelMap, pageLinks } from "./common.js";
 
 const page = await (await fetch("aligned.json")).json();
 const atlas = await json("atlas.json");
@@ -46,43 +46,30 @@ for (const [name, other] of [["left", "right"], ["right", "left"]]) {
 
 const cellsOf = (name, size) => json(`aligned/${name}/${size}.json`).then((cells) => new Map((cells ?? []).map((c) => [c[0], c])));
 const outlines = [];
-const tooltip = document.querySelector("#tooltip");
-let token = 0;
+function outline(where) {
+  for (const [side, element] of outlines.splice(0)) sides[side].viewer.removeOverlay(element);
+  for (const side of ["left", "right"]) {
+    const element = el("div", { class: "highlight", "data-cell": where.cell, "data-side": side });
+    outlines.push([side, element]);
+    sides[side].viewer.addOverlay({ element, location: cellRect(where.size, where.cell) });
+  }
+}
 function describe(name, entry) {
   if (!entry) return el("div", {}, el("b", {}, `${page[name].name}: `), "no activations here");
   const [, n, top, share] = entry;
   const klass = page.classes[top] ?? `class ${top}`;
   return el("div", {}, el("b", {}, `${page[name].name}: `), `${n} activations, pushing ${klass} most (${(share * 100).toFixed(0)}%)`);
 }
+// The same cell on both maps: outlined on each, described for each.
+async function bothCells(where) {
+  if (!where) return null;
+  const [left, right] = await Promise.all([cellsOf("left", where.size), cellsOf("right", where.size)]);
+  return { cell: where.cell, where, left: left.get(where.cell), right: right.get(where.cell) };
+}
 for (const name of ["left", "right"]) {
-  const map = sides[name];
-  new OSD.MouseTracker({
-    element: map.viewer.canvas,
-    moveHandler: async (event) => {
-      const mine = ++token;
-      const where = cellAt(map.viewer.viewport.pointFromPixel(event.position), map.level());
-      for (const [side, element] of outlines.splice(0)) sides[side].viewer.removeOverlay(element);
-      if (!where) {
-        tooltip.hidden = true;
-        return;
-      }
-      const [left, right] = await Promise.all([cellsOf("left", where.size), cellsOf("right", where.size)]);
-      if (mine !== token) return;
-      for (const side of ["left", "right"]) {
-        const element = el("div", { class: "highlight", "data-cell": where.cell, "data-side": side });
-        outlines.push([side, element]);
-        sides[side].viewer.addOverlay({ element, location: cellRect(where.size, where.cell) });
-      }
-      tooltip.replaceChildren(describe("left", left.get(where.cell)), describe("right", right.get(where.cell)));
-      tooltip.dataset.cell = String(where.cell);
-      tooltip.style.left = `${event.originalEvent.clientX + 16}px`;
-      tooltip.style.top = `${event.originalEvent.clientY + 16}px`;
-      tooltip.hidden = false;
-    },
-    leaveHandler: () => {
-      token++;
-      tooltip.hidden = true;
-    },
+  hoverTooltip(sides[name], bothCells, (entry) => {
+    outline(entry.where);
+    return [describe("left", entry.left), describe("right", entry.right)];
   });
 }
 
