@@ -26,7 +26,9 @@ SMALL = {
         "compare_classes": ["snow_leopard"],
         "size": 3,
     },
-    "attribute": {"per_class": 1, "layers": ["block3"], "ig_steps": 4},
+    "attribute": {"per_class": 1, "layers": ["block3"], "ig_steps": 4, "exemplar_levels": [4, 8]},
+    "align": {"levels": [8]},
+    "image_map": {"levels": [4, 8]},
     "report": {"steps": 2, "icon_size": 16},
 }
 
@@ -92,10 +94,14 @@ def test_every_stage_runs_and_its_outputs_agree(project):
         for cell in json.loads(block.read_text()):
             for exemplar in cell["exemplars"]:
                 assert (site / exemplar["crop"]).exists()
-                assert exemplar["report"] and (site / exemplar["report"]).exists(), (
+                assert exemplar["report"] is None or (site / exemplar["report"]).exists(), (
                     "every exemplar link resolves"
                 )
+            # the first exemplar of every cell of the reported levels has a report
+            assert cell["exemplars"] and cell["exemplars"][0]["report"], cell
             assert cell["icon"] and (site / cell["icon"]).exists()
+    for page in ("aligned.html", "aligned.json", "images.html", "image-map/map.json"):
+        assert (site / page).exists(), page
     for page in ("index.html", "classes.html", "attribute/index.html", "model/model.html"):
         assert (site / page).exists()
     # Every output says what made it: a record file in folders, attributes in stores.
