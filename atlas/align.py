@@ -31,6 +31,7 @@ from atlas.neighbors import exact_knn
 from atlas.reduce import distinct_vectors, fuzzy_graph, neighbour_count
 
 JITTER = 0.002  # start offsets (of the layout's extent) so that no two points share a spot
+NEIGHBOURS = 15  # neighbours per point in the neighbour recall
 
 
 def paired_rows(a_paths: np.ndarray, b_paths: np.ndarray, a_name: str, b_name: str) -> None:
@@ -52,18 +53,25 @@ def paired_rows(a_paths: np.ndarray, b_paths: np.ndarray, a_name: str, b_name: s
 
 
 def aligned_layout(
-    vectors, anchors: np.ndarray, options: AlignConfig, reduce: ReduceConfig
+    vectors,
+    anchors: np.ndarray,
+    options: AlignConfig,
+    reduce: ReduceConfig,
+    *,
+    prepared: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """2-D positions (N, 2) of the rows of ``vectors`` in the frame of ``anchors`` (N, 2,
     each row's counterpart on the map to align with): UMAP of ``vectors`` (``reduce``'s
     neighbours, metric, min_dist and seed) started at the anchors and drawn towards them
-    by the alignment term (``options.pull``). Deterministic for the seed."""
+    by the alignment term (``options.pull``). ``prepared`` is
+    :func:`atlas.reduce.distinct_vectors` of ``vectors``, when the caller already has it.
+    Deterministic for the seed."""
     from umap.umap_ import find_ab_params
 
     from atlas.umap_epochs import optimize
 
     anchors = np.asarray(anchors, np.float64)
-    reduced, inverse = distinct_vectors(vectors, reduce)
+    reduced, inverse = prepared or distinct_vectors(vectors, reduce)
     m = len(reduced)
     # Copies of one vector are one vertex: its anchor is their counterparts' mean.
     target = np.zeros((m, 2))
@@ -112,7 +120,12 @@ def within_one_cell(xy_a: np.ndarray, xy_b: np.ndarray, size: int) -> float:
 
 
 def neighbour_recall(
-    vectors: np.ndarray, xy: np.ndarray, *, k: int = 15, queries: int = 2000, seed: int = 0
+    vectors: np.ndarray,
+    xy: np.ndarray,
+    *,
+    k: int = NEIGHBOURS,
+    queries: int = 2000,
+    seed: int = 0,
 ) -> float:
     """How much of the vectors' structure a map keeps: for a seeded sample of points, the
     mean share of their ``k`` nearest neighbours among ``vectors`` (as laid out: reduced

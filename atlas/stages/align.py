@@ -10,7 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas.align import aligned_layout, neighbour_recall, paired_rows, within_one_cell
+from atlas.align import (
+    NEIGHBOURS,
+    aligned_layout,
+    neighbour_recall,
+    paired_rows,
+    within_one_cell,
+)
 from atlas.config import AlignConfig, GridConfig, ReduceConfig
 from atlas.errors import AtlasError
 from atlas.reduce import distinct_vectors
@@ -26,6 +32,7 @@ class Alignment:
     within_one_cell: dict[int, float]  # per grid level
     neighbours_aligned: float  # the aligned map's neighbour recall of its own vectors
     neighbours_run_layout: float  # the run's layout scored against the same neighbours
+    neighbours_k: int  # neighbours per point in both
     pull: float
 
 
@@ -64,14 +71,18 @@ def align_store(
     if len(rows) == 0:
         raise AtlasError(f"{compare_url} and {layout_url} share no usable samples to align")
     vectors = RowSubset(theirs["acts"], rows)
-    xy = np.clip(aligned_layout(vectors, layout.xy[rows], options, reduce), 0.0, 1.0)
-    reduced, inverse = distinct_vectors(vectors, reduce)
+    prepared = distinct_vectors(vectors, reduce)  # once: for the layout and its figures
+    xy = np.clip(
+        aligned_layout(vectors, layout.xy[rows], options, reduce, prepared=prepared), 0.0, 1.0
+    )
+    reduced, inverse = prepared
     laid_out = reduced[inverse]
     result = Alignment(
         samples=len(rows),
         within_one_cell={size: within_one_cell(layout.xy[rows], xy, size) for size in levels},
         neighbours_aligned=neighbour_recall(laid_out, xy, seed=reduce.seed),
         neighbours_run_layout=neighbour_recall(laid_out, layout.xy[rows], seed=reduce.seed),
+        neighbours_k=NEIGHBOURS,
         pull=options.pull,
     )
     full = np.full((theirs["acts"].shape[0], 2), np.nan, np.float32)
@@ -93,9 +104,3 @@ def align_store(
     if metrics is not None:
         write_metrics(metrics, asdict(result))
     return result
-
-
-def read_alignment(layout_url: str) -> dict | None:
-    """The figures the align stage stored with an aligned layout (None for a layout that
-    is not aligned with another)."""
-    return read_layout(layout_url).attrs.get("alignment")

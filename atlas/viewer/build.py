@@ -67,7 +67,6 @@ STATIC_FILES = (
     "images.html",
     "images.js",
 )
-NEIGHBOURS_K = 15  # the neighbour recall the align stage reports is over this many
 
 
 def build_site(
@@ -434,7 +433,7 @@ def _write_aligned(
         "within_one_cell": figures["within_one_cell"],
         "neighbours_aligned": figures["neighbours_aligned"],
         "neighbours_run_layout": figures["neighbours_run_layout"],
-        "neighbours_k": NEIGHBOURS_K,
+        "neighbours_k": figures["neighbours_k"],
         "classes": list(class_names),
         "left": {"name": _side_name(run), "layer": aligned.layout.attrs["aligned_with"]["layer"]},
         "right": {"name": _side_name(aligned.run), "layer": aligned.layout.layer},
