@@ -24,14 +24,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import fsspec
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from atlas.errors import DataError, choices_hint
 from atlas.progress import progress
+
+if TYPE_CHECKING:
+    import torch  # imported where the pixels become a tensor: stages that only list images skip it
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +188,8 @@ def read_pixels(
     if draft_size and image.format == "JPEG":
         image.draft("RGB", _draft_box(image.size, draft_size))
     pixels = np.asarray(_load_rgb(image))
+    import torch
+
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
@@ -275,6 +280,8 @@ def load_images(
 
     Raises ``DataError`` for an unusable image, or when the result would exceed ``max_bytes``.
     """
+    import torch
+
     if not records:
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
     first = crop(open_pixels(records[0].path))

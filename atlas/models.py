@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from atlas.config import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
@@ -45,7 +44,16 @@ TORCHVISION_DEFAULTS = {
 
 def torchvision_archs() -> list[str]:
     """Names of torchvision's classification models (``resnet18``, ``googlenet``, ...)."""
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    models = _torchvision_models()
+    return sorted(models.list_models(module=models))
+
+
+def _torchvision_models():
+    """``torchvision.models``, imported when first asked for: the import costs seconds that
+    a process running any other model (the demo's CNN, timm, Hugging Face) never needs."""
+    import torchvision.models
+
+    return torchvision.models
 
 
 @dataclass(frozen=True)
@@ -325,7 +333,7 @@ def _build_plain(arch: str, num_classes: int | None, kwargs: Mapping[str, Any]) 
             + "; or give package.module:callable"
         )
     try:
-        return torchvision.models.get_model(arch, weights=None, **extra)
+        return _torchvision_models().get_model(arch, weights=None, **extra)
     except TypeError as err:
         raise ModelSpecError(f"model.kwargs do not fit {arch}: {err}") from None
 
@@ -335,7 +343,7 @@ def resolve_weights_enum(arch: str, name: str):
     or the full ``ResNet18_Weights.IMAGENET1K_V1``) for a torchvision ``arch``."""
     if ":" in arch or arch not in torchvision_archs():
         raise WeightsFileNotFoundError(f"weights file not found: {name}")
-    enum_cls = torchvision.models.get_model_weights(arch)
+    enum_cls = _torchvision_models().get_model_weights(arch)
     member = name.split(".", 1)[1] if name.startswith(enum_cls.__name__ + ".") else name
     valid = ["DEFAULT", *(m for m in enum_cls.__members__ if m != "DEFAULT")]
     if member not in valid:
@@ -401,7 +409,7 @@ def _download_pretrained(arch: str, enum, kwargs: Mapping[str, Any]) -> nn.Modul
     # The enum sets aux_logits/init_weights itself; our plain-state_dict defaults do not apply.
     extra = {k: v for k, v in kwargs.items() if k not in TORCHVISION_DEFAULTS.get(arch, {})}
     try:
-        return torchvision.models.get_model(arch, weights=enum, **extra)
+        return _torchvision_models().get_model(arch, weights=enum, **extra)
     except OSError as err:  # URLError is an OSError
         raise WeightsError(
             f"cannot download {enum} ({err}); without internet, give a local weights file"

@@ -27,6 +27,8 @@ The result is deterministic for a seed on the CPU. Every setting is a field of
 
 from __future__ import annotations
 
+import collections
+import functools
 import logging
 import warnings
 from dataclasses import dataclass
@@ -143,7 +145,7 @@ def fuzzy_graph(vectors: np.ndarray, k: int, options: ReduceConfig, *, exact: bo
     """umap-learn's fuzzy graph of ``vectors`` over their ``k`` neighbours (``exact``, or
     from a faiss IVF index) and the IVF cells (None when exact), whose order keeps graph
     neighbours in one block of the epochs."""
-    from umap.umap_ import fuzzy_simplicial_set
+    fuzzy_simplicial_set = umap_kernels().umap_.fuzzy_simplicial_set
 
     cells = None
     if exact:
@@ -237,8 +239,38 @@ def _chunks(x, normalize: bool):
         yield start, unit_rows(block) if normalize else block
 
 
-def _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, n_epochs) -> np.ndarray:
+@functools.cache
+def umap_kernels():
+    """umap-learn, its compiled kernels kept on disk between processes.
+
+    umap-learn compiles its numba kernels (the fuzzy graph's, the epochs') without numba's
+    cache, so every process that lays anything out compiled them again: 10-20 s each time
+    on two cores, in each of the pipeline's layout stages. Turned on here, the first
+    process writes them beside umap-learn's sources (or in numba's user cache) and later
+    ones load them in under a second; the code is the same, and so are the layouts."""
     import umap
+    import umap.layouts
+    import umap.umap_
+    from numba.core.dispatcher import Dispatcher
+
+    kernels = {
+        id(kernel): kernel
+        for module in (umap.umap_, umap.layouts)
+        for kernel in vars(module).values()
+        if isinstance(kernel, Dispatcher)
+    }
+    wrapped = collections.Counter(kernel.py_func for kernel in kernels.values())
+    for kernel in kernels.values():
+        # numba keys its cache by the Python function, not the compile flags: of a function
+        # compiled twice (umap-learn's serial and parallel epoch) only the serial one, which
+        # a seeded fit runs, may use it, or one would load the other's code.
+        if wrapped[kernel.py_func] == 1 or not kernel.targetoptions.get("parallel"):
+            kernel.enable_caching()
+    return umap
+
+
+def _fit_umap(base, knn_index, knn_dist, k, min_dist, seed, n_epochs) -> np.ndarray:
+    umap = umap_kernels()
 
     # Each row's own index comes first in its neighbour list, as umap-learn expects.
     reducer = umap.UMAP(

@@ -22,6 +22,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA device that supports it, or
+    a CPU with AMX or AVX-512 BF16 (Intel since Sapphire Rapids and Cooper Lake, AMD since
+    Zen 4). Elsewhere bfloat16 is emulated, slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    # torch's own probes, private but stable since 2.0; a torch without them: assume not.
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
 _MODELS: dict[tuple, LoadedModel] = {}
 _COPIES: dict[tuple, tuple[LoadedModel, LoadedModel]] = {}
 _LOCK = threading.Lock()

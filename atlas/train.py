@@ -10,17 +10,19 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.transforms import v2
 
 from atlas.config import TrainConfig
 from atlas.models import LoadedModel, find_head
 from atlas.progress import progress
-from atlas.runtime import resolve_device
+from atlas.runtime import native_bf16, resolve_device
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,14 @@ def train_classifier(
     generator = torch.Generator().manual_seed(options.seed)
     torch.manual_seed(options.seed)
     mixer = batch_mixer(options, loaded.num_classes)
+    bf16 = options.precision == "bf16"
+    if bf16 and not native_bf16(device):
+        log.warning(
+            "train.precision is bf16, but %s has no native bfloat16: training will be slower "
+            "than in fp32 (set train.precision: fp32)",
+            device,
+        )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     result = TrainResult()
     start = time.perf_counter()
     for epoch in range(1, options.epochs + 1):
@@ -97,8 +107,9 @@ def train_classifier(
                 memory_format=torch.channels_last
             )
             labels, targets = labels.to(device), targets.to(device)
-            logits = model(inputs)
-            loss = F.cross_entropy(logits, targets, label_smoothing=options.label_smoothing)
+            with autocast:
+                logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=options.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -164,6 +175,8 @@ def batch_mixer(options: TrainConfig, num_classes: int) -> v2.Transform | None:
     both mix the one-hot targets in proportion. None for ``mix="none"``."""
     if options.mix == "none":
         return None
+    from torchvision.transforms import v2
+
     kind = v2.CutMix if options.mix == "cutmix" else v2.MixUp
     return kind(alpha=options.mix_alpha, num_classes=num_classes)
 

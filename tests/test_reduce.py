@@ -3,7 +3,13 @@ import pytest
 import zarr
 from sklearn.manifold import trustworthiness
 
-from atlas.reduce import NonFiniteError, normalize_layout, umap_layout, umap_layout_info
+from atlas.reduce import (
+    NonFiniteError,
+    normalize_layout,
+    umap_kernels,
+    umap_layout,
+    umap_layout_info,
+)
 
 
 def clusters(n=1500, dims=48, k=5, seed=0, spread=0.6):
@@ -171,3 +177,50 @@ def test_at_most_a_thousandth_of_a_real_layout_lands_on_the_frame():
     frame = ((unit <= 0.05 + 1e-6) | (unit >= 0.95 - 1e-6)).any(axis=1)
     assert frame.mean() <= 0.001  # plain 1-99 % clipping put 4 % there
     assert frame.sum() >= 2  # the extremes themselves
+
+
+LAYOUT_IN_A_PROCESS = """
+import hashlib, sys
+import numpy as np
+from atlas.reduce import umap_kernels, umap_layout
+x = np.random.default_rng(0).normal(size=(600, 16)).astype(np.float32)
+xy = umap_layout(x, n_epochs=20)
+kernels = umap_kernels().umap_
+stats = [kernels.smooth_knn_dist.stats, kernels.compute_membership_strengths.stats]
+print(hashlib.sha256(xy.tobytes()).hexdigest(), sum(len(s.cache_hits) for s in stats),
+      sum(len(s.cache_misses) for s in stats))
+"""
+
+
+@pytest.mark.slow
+def test_umap_kernels_compiled_once_are_loaded_by_the_next_process(tmp_path):
+    """umap-learn's kernels go to numba's disk cache: the first process compiles (misses)
+    and writes them, the next loads them (hits, no misses) and lays out the same."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+
+    def run():
+        out = subprocess.run(
+            [sys.executable, "-c", LAYOUT_IN_A_PROCESS], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        digest, hits, misses = out.stdout.split()
+        return digest, int(hits), int(misses)
+
+    first, second = run(), run()
+    assert first[2] > 0 and first[1] == 0  # compiled here
+    assert second[1] > 0 and second[2] == 0  # loaded
+    assert first[0] == second[0]
+
+
+def test_the_parallel_twin_of_a_cached_kernel_stays_uncached():
+    """numba's cache does not tell a function's serial and parallel builds apart: only the
+    serial epoch (what a seeded fit runs) may be cached."""
+    from numba.core.caching import NullCache
+
+    layouts = umap_kernels().layouts
+    assert not isinstance(layouts._nb_optimize_layout_euclidean_single_epoch._cache, NullCache)
+    assert isinstance(layouts._nb_optimize_layout_euclidean_single_epoch_parallel._cache, NullCache)

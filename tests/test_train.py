@@ -51,6 +51,40 @@ def test_training_is_deterministic_for_a_seed(tiny_world):
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
 
 
+def test_bf16_training_computes_in_bfloat16_keeps_fp32_weights_and_learns(tiny_world):
+    """``precision: bf16``: the layers compute in bfloat16 during training (their outputs
+    say so), the weights stay fp32, the run learns as the fp32 one does, and is
+    deterministic; evaluation afterwards is fp32."""
+    seen = {}
+
+    def trained(precision):
+        loaded = tiny_cnn()
+
+        def record(module, args, out):
+            if module.training:
+                seen[precision] = out.dtype
+
+        hook = loaded.module.block2.conv.register_forward_hook(record)
+        data = world_split(tiny_world, "train", loaded)
+        before = evaluate(loaded, data)["loss"]
+        options = TrainConfig(
+            epochs=6, batch_size=16, lr=0.01, augment=False, device="cpu", precision=precision
+        )
+        train_classifier(loaded, data, options)
+        hook.remove()
+        return loaded, before, evaluate(loaded, data)
+
+    loaded, before, after = trained("bf16")
+    assert seen == {"bf16": torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in loaded.module.parameters())
+    _, _, fp32 = trained("fp32")
+    assert seen["fp32"] == torch.float32
+    assert after["loss"] < 0.8 * before and abs(after["accuracy"] - fp32["accuracy"]) < 0.1
+    again, _, _ = trained("bf16")
+    weights = again.module.state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in loaded.module.state_dict().items())
+
+
 def test_frozen_backbone_trains_only_the_head(tiny_world):
     loaded = tiny_cnn()
     data = world_split(tiny_world, "test", loaded)

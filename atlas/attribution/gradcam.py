@@ -13,12 +13,12 @@ at 64 px input) and a finer block suggested.
 
 from __future__ import annotations
 
+import sys
 from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops.misc import Permute
 
 from atlas.attribution.base import Attribution
 from atlas.config import AttributeConfig
@@ -36,8 +36,15 @@ NOT_BLOCKS = (
     nn.modules.dropout._DropoutNd,
     nn.Identity,
     nn.Flatten,
-    Permute,  # torchvision's Swin turns its last channels-last map around before pooling
 )
+
+
+def _torchvision_permute() -> tuple[type, ...]:
+    """torchvision's Permute (its Swin turns the last channels-last map around before
+    pooling), when torchvision's ops are loaded: a model that has one loaded them, and a
+    process without them is spared torchvision's import (seconds, in every stage)."""
+    misc = sys.modules.get("torchvision.ops.misc")
+    return (misc.Permute,) if misc is not None else ()
 
 
 def block_outputs(model: LoadedModel) -> list[tuple[str, tuple[int, int]]]:
@@ -50,8 +57,9 @@ def block_outputs(model: LoadedModel) -> list[tuple[str, tuple[int, int]]]:
     modules = dict(model.module.named_modules())
     rows = sorted((r for r in summary.rows if r.finished >= 0), key=lambda r: r.finished)
     found = []
+    not_blocks = NOT_BLOCKS + _torchvision_permute()
     for row in rows:
-        if row.output_shape is None or isinstance(modules[row.name], NOT_BLOCKS):
+        if row.output_shape is None or isinstance(modules[row.name], not_blocks):
             continue
         try:
             view = MapView.of(row.name, row.output_shape, model.prefix_tokens)
