@@ -183,7 +183,8 @@ def run_until(args, store: Path, tasks_done: int, sig: int) -> int:
     process.send_signal(sig)
     _, err = process.communicate()
     if sig == signal.SIGINT:
-        assert "Traceback" not in err and "interrupted" in err
+        said = f"exit status {process.returncode}, stderr: {err!r}"
+        assert "Traceback" not in err and "interrupted" in err, said
     return process.returncode
 
 
