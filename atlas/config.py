@@ -403,7 +403,9 @@ class AttributeConfig(Section):
         description="flag maps whose rank correlation with the original is still at least "
         "this after the cascade",
     )
-    deletion_steps: PositiveInt = 16
+    deletion_steps: NonNegativeInt = Field(
+        default=16, description="steps of each map's deletion and insertion curves (RISE); 0: none"
+    )
     batch_size: PositiveInt = 16
     limit: PositiveInt | None = Field(
         default=None, description="at most this many images per source"

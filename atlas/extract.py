@@ -139,10 +139,13 @@ def batch_samples(
     *,
     slots: int,
     topk: int,
+    targets: torch.Tensor | None = None,
 ) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
     """Activations (and attributions) at the sampled positions of one batch.
 
     ``inputs`` are normalized model inputs (B, 3, S, S); ``positions[layer]`` is (B, P, 2).
+    The ``slots`` classes attributed to are every class when ``slots`` is their number,
+    else each image's top ``slots`` predictions, or ``targets`` (B, slots) when given.
     Returns per layer ``acts`` (B*P, C) and, when ``slots``, ``attribution`` and
     ``attribution_class`` (B*P, slots), and per image ``pooled`` (B, C), the spatial mean
     (the vector itself for a vector layer), and for a spatial layer ``peak`` (B, C), each
@@ -166,7 +169,9 @@ def batch_samples(
             result[g.name].update(_image_summaries(outputs[g.name].detach(), g))
     if slots:
         num_classes = logits.shape[1]
-        if slots == num_classes:
+        if targets is not None:
+            classes = targets.to(logits.device).reshape(len(logits), slots)
+        elif slots == num_classes:
             classes = torch.arange(num_classes, device=logits.device).expand(len(logits), -1)
         else:
             classes = logits.detach().topk(slots, dim=1).indices

@@ -93,6 +93,34 @@ def test_pages_are_valid_and_reference_only_existing_files(reports):
         assert phrase in text
 
 
+def test_a_light_report_says_which_checks_it_left_out(tiny_world, tmp_path):
+    """Without the randomization check and the deletion curves (the exemplar reports'
+    setting), the page shows neither, says so, and the index records them as None."""
+    import json
+
+    args = ["attribute", "--config", DEMO_CONFIG, "--out", str(tmp_path), "--methods", "saliency"]
+    for key, value in {
+        "model.input_size": "32",
+        "model.class_names": f"[{', '.join(sorted(CLASS_NAMES))}]",
+        "attribute.limit": "1",
+        "attribute.layers": "[]",
+        "attribute.randomize_methods": "[]",
+        "attribute.deletion_steps": "0",
+    }.items():
+        args += ["-s", f"{key}={value}"]
+    assert main([*args, "--images", str(tiny_world / "test")]) == 0
+    page = next(p for p in tmp_path.glob("*.html") if p.name != "index.html")
+    check_page(page)
+    text = page.read_text()
+    assert "Cascading randomization" not in text and "Deletion AUC" not in text
+    assert (
+        "Not computed for this report: the randomization check and the deletion and "
+        "insertion curves." in " ".join(text.split())
+    )
+    trust = json.loads((tmp_path / "reports.json").read_text())[0]["trust"]["saliency"]
+    assert trust["deletion"] is None and trust["insertion_curve"] is None
+
+
 def test_bad_inputs(capsys, tiny_world, tmp_path):
     code = main(
         [

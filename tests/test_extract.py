@@ -97,6 +97,27 @@ def test_topk_attribution_covers_the_predicted_classes(tiny_world, tmp_path, mod
     assert (group["attribution_class"][:] == group["topk_class"][:, :3]).all()
 
 
+def test_attribution_to_given_classes_equals_their_slots_among_every_class(model, tiny_world):
+    """``targets``: one backward pass per given class, the same values as attributing to
+    every class and picking those (what the demo's habitat measure asks for)."""
+    from atlas.extract import batch_samples
+
+    (geometry,) = probe_layers(model, options(layer="block3"))
+    paths = [str(p) for p in sorted((tiny_world / "test").rglob("*.png"))[:6]]
+    pixels = torch.stack([model.preprocessing.crop(open_pixels(p)) for p in paths])
+    inputs = model.preprocessing.normalize(pixels.float() / 255)
+    positions = {"block3": np.tile(np.array([[[3, 4]]]), (len(paths), 1, 1))}
+    every, _, _ = batch_samples(model, inputs, [geometry], positions, slots=10, topk=1)
+    wanted = torch.tensor([[7], [0], [3], [3], [9], [1]])
+    given, _, _ = batch_samples(
+        model, inputs, [geometry], positions, slots=1, topk=1, targets=wanted
+    )
+    rows = np.arange(len(paths))
+    expected = every["block3"]["attribution"][rows, wanted[:, 0].numpy()]
+    np.testing.assert_allclose(given["block3"]["attribution"][:, 0], expected, rtol=1e-5, atol=1e-7)
+    assert (given["block3"]["attribution_class"][:, 0] == wanted[:, 0].numpy()).all()
+
+
 def test_mean_sampling_uses_the_spatial_mean_and_its_gradient(tiny_world, tmp_path, model):
     url = str(tmp_path / "mean.zarr")
     extract_store(

@@ -192,6 +192,11 @@ def test_timm_weights_file_round_trip(tmp_path):
     reference = timm.create_model("resnet18", num_classes=4).eval()
     torch.save(reference.state_dict(), tmp_path / "r18.pth")
     loaded = load_model(ModelSpec(arch="timm:resnet18", weights=str(tmp_path / "r18.pth")))
+    weights = reference.state_dict()
+    assert all(torch.equal(v, weights[k]) for k, v in loaded.module.state_dict().items())
+    # load_model leaves a CPU model channels-last: the same layout computes the same bits.
+    reference.to(memory_format=torch.channels_last)
+    assert loaded.module.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded.module(x), reference(x)) and loaded.num_classes == 4

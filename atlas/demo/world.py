@@ -33,6 +33,9 @@ from atlas.progress import progress
 HABITATS = ("snow", "desert", "grass", "water", "rock")
 SPLITS = ("train", "test", "test-swapped")
 SUPERSAMPLE = 3  # objects are drawn at 3x and downsampled, for clean anti-aliased edges
+# zlib's fastest level: 0.6 ms against 1.3 ms per image at Pillow's default, 2 % larger
+# files, the same pixels (PNG is lossless).
+PNG_LEVEL = 1
 
 # Saturated object colours that stand out on every habitat.
 PALETTE = np.array(
@@ -273,7 +276,7 @@ def _write_sample(
     image, mask = render_sample(species, habitat, size, rng)
     rel = Path(split) / name / f"{index:06d}.png"
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
-    image.save(out / rel)
+    image.save(out / rel, compress_level=PNG_LEVEL)
     return Sample(split, rel.as_posix(), name, habitat, _box(mask))
 
 
@@ -289,7 +292,7 @@ def _write_cue_conflict(out: Path, seed: int, size: int, job: tuple[int, int]) -
     names = cue_category(shape), cue_category(texture)
     rel = Path(CUE_CONFLICT) / f"{names[0]}-{names[1]}-{index:04d}.png"
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
-    image.save(out / rel)
+    image.save(out / rel, compress_level=PNG_LEVEL)
     return CueConflict(rel.as_posix(), *names, habitat)
 
 

@@ -215,8 +215,12 @@ def attribute_images(
                 steps=options.randomize_layers if name in checked else 0,
                 original=maps,
             )
-            curves = deletion_insertion(
-                model, inputs, target.to(model.device), maps, steps=options.deletion_steps
+            curves = (
+                deletion_insertion(
+                    model, inputs, target.to(model.device), maps, steps=options.deletion_steps
+                )
+                if options.deletion_steps
+                else None
             )
             for i, (report, values) in enumerate(zip(current, maps.cpu().numpy(), strict=True)):
                 np.save(out / f"{report.stem}.{name}.npy", values.astype(np.float32))
@@ -238,8 +242,19 @@ def attribute_images(
     return reports
 
 
-def _trust(cascade: Cascade, curves: Curves, i: int) -> dict:
-    """Image ``i``'s checks, as the report index records them (None where undefined)."""
+def _trust(cascade: Cascade, curves: Curves | None, i: int) -> dict:
+    """Image ``i``'s checks, as the report index records them (None where undefined, or
+    not computed: no cascade steps, no ``curves``)."""
+    faithfulness = (
+        {
+            "deletion": float(curves.deletion_auc[i]),
+            "insertion": float(curves.insertion_auc[i]),
+            "deletion_curve": [round(float(v), 4) for v in curves.deletion[i]],
+            "insertion_curve": [round(float(v), 4) for v in curves.insertion[i]],
+        }
+        if curves is not None
+        else dict.fromkeys(("deletion", "insertion", "deletion_curve", "insertion_curve"))
+    )
     return {
         # After the last step of the cascade; None when the map became all zero.
         "randomization": _number(cascade.spearman_abs[i, -1]) if cascade.steps else None,
@@ -253,10 +268,7 @@ def _trust(cascade: Cascade, curves: Curves, i: int) -> dict:
             "spearman_signed": [_number(v) for v in cascade.spearman_signed[i]],
             "ssim": [_number(v) for v in cascade.ssim[i]],
         },
-        "deletion": float(curves.deletion_auc[i]),
-        "insertion": float(curves.insertion_auc[i]),
-        "deletion_curve": [round(float(v), 4) for v in curves.deletion[i]],
-        "insertion_curve": [round(float(v), 4) for v in curves.insertion[i]],
+        **faithfulness,
     }
 
 
