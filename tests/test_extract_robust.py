@@ -172,7 +172,13 @@ def run_until(args, store: Path, tasks_done: int, sig: int) -> int:
     """Start ``atlas extract``, send ``sig`` once ``tasks_done`` tasks are written, and
     return its exit status."""
     process = subprocess.Popen(
-        args, env={**os.environ, "ATLAS_PROGRESS": "0"}, stderr=subprocess.PIPE, text=True
+        args,
+        env={**os.environ, "ATLAS_PROGRESS": "0"},
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal: a shell without job control starts background commands with
+        # Ctrl-C ignored (`make test &`), the child would inherit that and never stop.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     done_dir = store / "done" / "c"
     deadline = time.time() + 120
