@@ -137,3 +137,29 @@ def test_every_pipeline_stage_is_one_library_function_named_in_the_readme():
         called = functions[command]
         assert len(called) == 1, f"atlas {command} calls {called}: one stage function, please"
         assert f"`{called[0]}`" in fits, f"README's 'How it fits together' lacks {called[0]}"
+
+
+IMPORTS_OF = """
+import sys
+import {module}
+print(" ".join(m for m in ("torch", "torchvision") if m in sys.modules))
+"""
+
+
+def test_stages_import_only_the_heavy_libraries_they_use():
+    """Each stage is its own process: torch costs seconds to import and torchvision more
+    (it loads torch._dynamo). Stages that only read stores import neither; stages that run
+    a model other than a torchvision one do not import torchvision."""
+    import subprocess
+    import sys
+
+    def loaded(module):
+        code = IMPORTS_OF.format(module=module)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return set(out.stdout.split())
+
+    for module in ("atlas.stages.grid", "atlas.stages.reduce", "atlas.stages.align"):
+        assert loaded(module) == set(), module
+    for module in ("atlas.stages.train", "atlas.stages.extract", "atlas.stages.attribute"):
+        assert loaded(module) == {"torch"}, module
