@@ -31,7 +31,7 @@ with warnings.catch_warnings():
     import lucent.optvis.transform as lucent_transform
     from kornia.geometry.transform import translate as kornia_translate
 
-__all__ = ["lucent_param", "lucent_transform", "on_device", "seeded"]
+__all__ = ["kornia", "lucent_param", "lucent_transform", "on_device", "seeded"]
 
 _LOCK = threading.RLock()
 
@@ -49,21 +49,32 @@ def on_device(device: torch.device) -> Iterator[None]:
 
 
 def seeded(transforms: Sequence[Callable], seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Compose Lucent transforms so that their random draws come from a generator of
-    their own, seeded with ``seed``."""
+    """Compose transforms so that their random draws come from a generator of their own,
+    seeded with ``seed``. Lucent's transforms run whole under the lock that guards
+    NumPy's global generator; ours (:class:`atlas.featvis.warps.Drawn`) only draw under
+    it, and their warps run outside it, in parallel with other threads."""
     state = np.random.RandomState(seed).get_state()
+    drawn = all(hasattr(transform, "draw") for transform in transforms)
 
     def apply(image: torch.Tensor) -> torch.Tensor:
         nonlocal state
+        warps = []
         with _LOCK:
             saved = np.random.get_state()
             np.random.set_state(state)
             try:
+                shape = tuple(image.shape[-2:])
                 for transform in transforms:
-                    image = transform(image)
+                    if drawn:
+                        warps.append(transform.draw(shape))
+                        shape = warps[-1].shape_out(shape)
+                    else:
+                        image = transform(image)
             finally:
                 state = np.random.get_state()
                 np.random.set_state(saved)
+        for warp in warps:
+            image = warp(image)
         return image
 
     return apply

@@ -16,53 +16,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from atlas.featvis import warps
 from atlas.featvis.fold import fold_batchnorm
-from atlas.featvis.lucent_compat import lucent_transform, seeded
+from atlas.featvis.lucent_compat import seeded
 from atlas.featvis.objectives import Objective
 from atlas.featvis.params import fft_image
 from atlas.featvis.relu import Switch, redirect_relus
 from atlas.models import LoadedModel
 
-STANDARD_TRANSFORMS = lucent_transform.standard_transforms  # pad, jitter, scale, rotate, jitter
+# Lucent's standard set (pad, jitter, scale, rotate, jitter): its numbers, cheaper.
+STANDARD_TRANSFORMS = (warps.LucentSet(),)
 LUCENT_SIZE = 224  # the input size Lucent's standard set was tuned for (Lucid's InceptionV1)
-
-
-def random_affine(
-    shift: int = 1, scale: tuple[float, float] = (0.95, 1.05), degrees: float = 5.0
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One random affine warp per step, shared by the batch: a shift of up to ``shift`` px
-    each way, a zoom in ``scale`` and a rotation of up to ``degrees`` about the centre, in a
-    single bilinear resampling; what moves in from outside is the initial grey. Lucent's
-    standard set does the same with three resamplings (its jitter is a bilinear warp too)
-    and an upsampling, and changes the image's size. The draws come from NumPy's global
-    generator, as Lucent's do (a render swaps in its own: :func:`seeded`)."""
-
-    def apply(image: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = image.shape
-        zoom = np.random.uniform(*scale)
-        angle = np.deg2rad(np.random.uniform(-degrees, degrees))
-        dx, dy = np.random.randint(-shift, shift + 1, 2) if shift else (0, 0)
-        # Output position u (normalized to [-1, 1]) samples the input at A (u - t).
-        cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
-        matrix = np.array([[cos, -sin * h / w], [sin * w / h, cos]])
-        offset = np.array([2 * dx / w, 2 * dy / h])
-        theta = np.concatenate([matrix, -(matrix @ offset)[:, None]], axis=1)
-        theta = torch.as_tensor(theta, dtype=image.dtype, device=image.device)
-        grid = torch.nn.functional.affine_grid(
-            theta.expand(b, 2, 3), list(image.shape), align_corners=False
-        )
-        warped = torch.nn.functional.grid_sample(
-            image - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-        return warped + 0.5
-
-    return apply
 
 
 def transforms_for(kind: str, size: int, options=None) -> list[Callable]:
     """The robustness transforms a config names, for icons of ``size`` px.
 
-    ``affine`` (the default): one mild random warp per step (:func:`random_affine`, its
+    ``affine`` (the default): one mild random warp per step (:class:`warps.RandomAffine`, its
     amounts from ``options``, a :class:`atlas.config.RenderConfig`), which keeps the
     icon's size and so the layer's central position over the same pixels.
 
@@ -76,22 +46,15 @@ def transforms_for(kind: str, size: int, options=None) -> list[Callable]:
         return []
     if kind == "affine":
         if options is None:
-            return [random_affine()]
-        return [random_affine(options.shift, tuple(options.scale), options.rotate)]
+            return [warps.RandomAffine()]
+        return [warps.RandomAffine(options.shift, tuple(options.scale), options.rotate)]
     if kind == "standard":
         return list(STANDARD_TRANSFORMS)
     if kind != "scaled":
         raise ValueError(f"unknown transforms {kind!r}: choose affine, scaled, standard or none")
     factor = size / LUCENT_SIZE
     pad, first, last = (round(amount * factor) for amount in (12, 8, 4))
-    chosen = [lucent_transform.pad(pad, mode="constant", constant_value=0.5)] if pad else []
-    chosen += [lucent_transform.jitter(first)] if first > 1 else []
-    chosen += [
-        lucent_transform.random_scale([1 + (i - 5) / 50.0 for i in range(11)]),
-        lucent_transform.random_rotate(list(range(-10, 11)) + 5 * [0]),
-    ]
-    chosen += [lucent_transform.jitter(last)] if last > 1 else []
-    return chosen
+    return [warps.LucentSet(pad=pad, first_jitter=first, last_jitter=last)]
 
 
 def _then_resize(transform: Callable, size: int) -> Callable:

@@ -93,7 +93,8 @@ def test_scaled_transforms_are_lucents_at_224_and_shake_small_icons_less():
     image = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     ours = seeded(transforms_for("scaled", 224), 5)(image)
     lucent = seeded(list(lucent_transform.standard_transforms), 5)(image)
-    assert torch.equal(ours, lucent)
+    # Lucent computes its sampling positions in float32, off by up to ~1e-5 px at 248 px.
+    torch.testing.assert_close(ours, lucent, rtol=0, atol=1e-4)
     assert transforms_for("none", 64) == []
     standard = [max(map(abs, shaken(transforms_for("standard", 64), 64, s))) for s in range(40)]
     scaled = [max(map(abs, shaken(transforms_for("scaled", 64), 64, s))) for s in range(40)]
@@ -116,7 +117,7 @@ def test_scaled_transforms_reach_more_of_a_direction_on_small_icons(cnn64):
 
 
 def test_the_affine_warp_is_one_exact_shift_zoom_and_turn_with_grey_coming_in():
-    from atlas.featvis.render import random_affine
+    from atlas.featvis.warps import RandomAffine as random_affine
 
     image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     still = seeded([random_affine(0, (1.0, 1.0), 0.0)], 0)(image)
