@@ -31,7 +31,7 @@ with warnings.catch_warnings():
     import lucent.optvis.transform as lucent_transform
     from kornia.geometry.transform import translate as kornia_translate
 
-__all__ = ["kornia", "lucent_param", "lucent_transform", "on_device", "seeded"]
+__all__ = ["lucent_param", "lucent_transform", "on_device", "seeded"]
 
 _LOCK = threading.RLock()
 

@@ -36,7 +36,8 @@ def transforms_for(kind: str, size: int, options=None) -> list[Callable]:
     amounts from ``options``, a :class:`atlas.config.RenderConfig`), which keeps the
     icon's size and so the layer's central position over the same pixels.
 
-    ``standard``: Lucent's standard set as it is. ``scaled``: the same set with its pixel
+    ``standard``: Lucent's standard set as it is (its maps, applied as matrices:
+    :class:`warps.LucentSet`). ``scaled``: the same set with its pixel
     amounts (padding 12, jitter 8 then 4) scaled by ``size / 224``, so an icon is shaken
     by the same fraction of its side as a 224 px one; at 224 px it is Lucent's set. On a
     64 px icon the standard jitter moves the image by up to a fifth of its side, more
