@@ -178,9 +178,9 @@ class ImageMapLevel:
 
     cells: np.ndarray  # (shown,) cell index
     images: np.ndarray  # (shown,) image index
-    names: Any  # (shown,) image names
-    labels: Any  # (shown,)
-    predicted: Any  # (shown,) the model's top class of the image
+    names: np.ndarray  # (shown,) image names
+    labels: np.ndarray  # (shown,)
+    predicted: np.ndarray  # (shown,) the model's top class of the image
     count: np.ndarray  # (cells,) of the whole level
 
 
@@ -192,7 +192,8 @@ def image_map_level(image_map: ImageMapStore, run: RunStore, size: int) -> Image
     cells = np.flatnonzero(image >= 0)
     shown = image[cells]
     if not len(shown):
-        return ImageMapLevel(cells, shown, [], [], [], count)
+        none = np.empty(0)
+        return ImageMapLevel(cells, shown, none, none, none, count)
     per = run.geometry(layer).samples_per_image
     return ImageMapLevel(
         cells=cells,
