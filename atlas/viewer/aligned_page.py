@@ -26,7 +26,6 @@ def write_aligned_page(
     shows too (``shown``; its own tiles on the left), each level's cells on both sides,
     and how aligned the maps are; returns the page's path in the site."""
     alignment = data.alignment(aligned)
-    figures = alignment.figures
     copy_tiles(aligned.renders.folder / "tiles", out / "aligned" / "tiles")
     levels = []
     for size in (level for level in aligned.renders.levels if level in shown):
@@ -37,11 +36,11 @@ def write_aligned_page(
         levels.append({"size": size, "left": left["tiles"], "right": right["tiles"]})
     page = {
         "title": f"Aligned atlases: {side_name(run)} and {side_name(aligned.run)}",
-        "samples": figures["samples"],
-        "within_one_cell": figures["within_one_cell"],
-        "neighbours_aligned": figures["neighbours_aligned"],
-        "neighbours_run_layout": figures["neighbours_run_layout"],
-        "neighbours_k": figures["neighbours_k"],
+        "samples": alignment.samples,
+        "within_one_cell": alignment.within_one_cell,
+        "neighbours_aligned": alignment.neighbours_aligned,
+        "neighbours_run_layout": alignment.neighbours_run_layout,
+        "neighbours_k": alignment.neighbours_k,
         "classes": list(class_names),
         "left": {"name": side_name(run), "layer": alignment.left_layer},
         "right": {"name": side_name(aligned.run), "layer": alignment.right_layer},

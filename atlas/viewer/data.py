@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -148,19 +147,28 @@ def open_aligned(folder: str | Path) -> AlignedAtlas:
 
 
 @dataclass(frozen=True)
-class Alignment:
-    """How aligned the two maps are (the align stage's figures: ``samples``,
-    ``within_one_cell``, ``neighbours_*``), and the layer of each side."""
+class AlignmentFigures:
+    """How aligned the two maps are (the align stage's figures, :mod:`atlas.align`), and
+    the layer of each side."""
 
-    figures: dict[str, Any]
+    samples: int  # laid out on both maps
+    within_one_cell: dict[str, float]  # per grid level
+    neighbours_aligned: float  # the aligned map's neighbour recall of its own vectors
+    neighbours_run_layout: float  # the run's layout scored against the same neighbours
+    neighbours_k: int
     left_layer: str  # the run's own
     right_layer: str  # the aligned one's
 
 
-def alignment(aligned: AlignedAtlas) -> Alignment:
+def alignment(aligned: AlignedAtlas) -> AlignmentFigures:
     attrs = aligned.layout.attrs
-    return Alignment(
-        figures=attrs["alignment"],
+    figures = attrs["alignment"]
+    return AlignmentFigures(
+        samples=figures["samples"],
+        within_one_cell=figures["within_one_cell"],
+        neighbours_aligned=figures["neighbours_aligned"],
+        neighbours_run_layout=figures["neighbours_run_layout"],
+        neighbours_k=figures["neighbours_k"],
         left_layer=attrs["aligned_with"]["layer"],
         right_layer=aligned.layout.layer,
     )
