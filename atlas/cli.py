@@ -603,7 +603,7 @@ def viewer(config: Config, store, grid_url, out, **folders) -> None:
     """Build the static viewer site: the zoomable atlas, class atlases, reports."""
     from atlas.stages.viewer import build_viewer
 
-    page = build_viewer(out, run_url=store, grid_url=grid_url, **folders)
+    page = build_viewer(out, run_url=store, grid_url=grid_url, options=config.viewer, **folders)
     click.echo(f"wrote {page}; view it with: atlas serve {out}")
 
 

@@ -498,6 +498,14 @@ class ImageMapConfig(Section):
     tile_size: PositiveInt = Field(default=256, description="deep-zoom tile side in px")
 
 
+class ViewerConfig(Section):
+    """The viewer site (``atlas viewer``); see atlas/viewer/build.py."""
+
+    crop_px: PositiveInt = Field(
+        default=96, description="side in px of the exemplar crops the pages show"
+    )
+
+
 class Config(Section):
     """A whole run: the model and one section per stage."""
 
@@ -523,6 +531,7 @@ class Config(Section):
     shape_bias: ShapeBiasConfig = ShapeBiasConfig()
     align: AlignConfig = AlignConfig()
     image_map: ImageMapConfig = ImageMapConfig()
+    viewer: ViewerConfig = ViewerConfig()
 
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections (all when none are named)."""

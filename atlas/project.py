@@ -34,6 +34,7 @@ SECTIONS = (
     "classes",
     "attribute",
     "report",
+    "viewer",
 )
 RUN = "atlas"
 # A new project's defaults where the library's would not suit every data set: a few

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from atlas.config import ViewerConfig
 from atlas.store import open_run
 from atlas.store.classes import open_classes, read_class_measures
 from atlas.store.grid import open_grid
 from atlas.store.image_map import open_image_map
-from atlas.store.layout import read_layout
 from atlas.store.render import open_render
-from atlas.viewer.build import AlignedAtlas, build_site
+from atlas.viewer.build import build_site
+from atlas.viewer.data import open_aligned
 
 
 def build_viewer(
@@ -29,6 +30,7 @@ def build_viewer(
     image_map: str | Path | None = None,
     channels: str | Path | None = None,
     title: str = "Activation atlas",
+    options: ViewerConfig | None = None,
 ) -> Path:
     """Write the site into ``out_dir`` (replacing it); returns the index page's path.
 
@@ -37,7 +39,8 @@ def build_viewer(
     ``class_measures`` a measures file about the class atlases (the demo's shortcut
     stage writes one). ``aligned`` is a folder holding an aligned atlas: ``layout.zarr``
     (from the align stage), ``grid.zarr`` and ``render/`` (the grid and render stages run
-    on it); ``image_map`` the image-map stage's folder, ``channels`` the channels stage's."""
+    on it); ``image_map`` the image-map stage's folder, ``channels`` the channels stage's.
+    ``options`` is the config's viewer section."""
     return build_site(
         out_dir,
         run=open_run(run_url),
@@ -48,18 +51,9 @@ def build_viewer(
         exemplar_reports=exemplar_reports,
         reports=reports,
         model_report=model_report,
-        aligned=_aligned(Path(aligned)) if aligned else None,
+        aligned=open_aligned(aligned) if aligned else None,
         image_map=open_image_map(image_map) if image_map else None,
         channels=channels,
         title=title,
-    )
-
-
-def _aligned(folder: Path) -> AlignedAtlas:
-    layout = read_layout(str(folder / "layout.zarr"))
-    return AlignedAtlas(
-        layout=layout,
-        grid=open_grid(str(folder / "grid.zarr")),
-        renders=open_render(folder / "render"),
-        run=open_run(layout.attrs["run"]),
+        options=options,
     )

@@ -24,9 +24,12 @@ import pyvips
 import zarr
 
 from atlas.store.render import IconCache
+from atlas.viewer.atlas_page import write_level
 from atlas.viewer.browser import launch, wait_until
-from atlas.viewer.build import STATIC, _write_level, level_entry
+from atlas.viewer.build import STATIC
+from atlas.viewer.data import level_arrays
 from atlas.viewer.server import serve_in_background
+from atlas.viewer.site import level_entry
 from atlas.viewer.vendor import openseadragon
 
 
@@ -64,11 +67,10 @@ def synthetic_site(root: Path, size: int, icon: int, classes: int = 1000) -> Pat
     class NoCrops:
         paths = ()
 
-    _write_level(
+    write_level(
         site,
         size,
-        level,
-        icons,
+        level_arrays(level, icons),
         IconCache(root),
         NoCrops(),
         {},

@@ -1,9 +1,9 @@
-"""The map's labelled regions (atlas.viewer.build.region_labels), on grids small enough to
+"""The map's labelled regions (atlas.viewer.labels.region_labels), on grids small enough to
 work out by hand."""
 
 import numpy as np
 
-from atlas.viewer.build import region_labels
+from atlas.viewer.labels import region_labels
 
 
 def grid(rows):
