@@ -189,7 +189,8 @@ def benchmark_summary(path: Path) -> str:
     if not path.is_file():
         return ""
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-    return doc.split("\n\n", 1)[0].replace("\n", " ").strip()
+    summary = doc.split("\n\n", 1)[0].replace("\n", " ").strip().removeprefix("Benchmark: ")
+    return summary[:1].upper() + summary[1:]
 
 
 def benchmarks_markdown(runs: list[BenchRun], scripts: Path = BENCHMARKS) -> str:
