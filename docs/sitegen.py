@@ -46,6 +46,15 @@ def config_sections(config_type: type | None = None) -> list[tuple[str, type]]:
     return sections
 
 
+def optional_sections(config_type: type | None = None) -> set[str]:
+    """The sections whose default is null (left out of a config unless a stage needs them)."""
+    if config_type is None:
+        from atlas.config import Config
+
+        config_type = Config
+    return {name for name, info in config_type.model_fields.items() if info.get_default() is None}
+
+
 def type_text(annotation: Any) -> str:
     """A field's type as a reader writes it: ``int | None``, ``one of 'a', 'b'``."""
     if annotation is None or annotation is type(None):
@@ -110,11 +119,18 @@ def config_markdown(config_type: type | None = None) -> str:
         "commented out.",
         "",
     ]
+    optional = optional_sections(config_type)
     for name, model in config_sections(config_type):
         doc = inspect.cleandoc(model.__doc__ or "")
         lines += [f"## `{name}`", ""]
         if doc:
             lines += [doc, ""]
+        if name in optional:
+            lines += [
+                "This section has no default: a config may leave it out, and a stage that "
+                "reads it then stops with a one-line error saying what to add.",
+                "",
+            ]
         lines += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
         for key, info in model.model_fields.items():
             kind = type_text(info.annotation)

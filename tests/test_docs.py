@@ -53,7 +53,9 @@ class _ToyConfig(Section):
 
 def test_a_config_row_gives_type_bounds_default_and_description():
     page = sitegen.config_markdown(_ToyConfig)
-    assert "## `toy`\n\nA toy section.\n\nIts second paragraph.\n" in page
+    assert (
+        "## `toy`\n\nA toy section.\n\nIts second paragraph.\n\nThis section has no default" in page
+    )
     assert "| `toy.size` | int (> 0) | `8` | cells per side |" in page
     assert "| `toy.mode` | one of 'a', 'b' | `\"a\"` |  |" in page
     assert "| `toy.layer` | str \\| list[str] | `required` | a layer \\| or several |" in page
