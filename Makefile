@@ -1,4 +1,5 @@
 # The README's two commands: `make demo` and `make test`. Both set up what they need.
+# `make docs` builds the documentation site into site/.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ PORT ?= 8000
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: demo test lint install browser clean
+.PHONY: demo test lint docs install browser clean
 
 # The torch this project is tested with (on this machine's disk) first; then the package.
 TORCH := torch==2.14.1 torchvision==0.29.1
@@ -39,8 +40,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The site, built strictly: a broken link or anchor, a missing API reference or a docstring
+# naming a parameter its function lacks is an error (not with --quiet: it hides warnings,
+# and --strict counts only those shown). The two variables silence the notices about
+# MkDocs 2 that plugins print on every build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+
 # pytest exits 5 when it collects nothing: that is a broken suite, not a pass.
-test: lint $(NODE_STAMP) browser
+test: lint docs $(NODE_STAMP) browser
 	$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
@@ -53,4 +61,4 @@ demo: $(STAMP) $(NODE_STAMP)
 	else echo "SERVE=0: not serving; run: $(BIN)/atlas serve outputs/demo/site"; fi
 
 clean:
-	rm -rf outputs .pytest_cache .ruff_cache test-artifacts
+	rm -rf outputs site .pytest_cache .ruff_cache test-artifacts
