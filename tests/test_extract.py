@@ -113,9 +113,9 @@ def test_attribution_to_given_classes_equals_their_slots_among_every_class(model
         model, inputs, [geometry], positions, slots=1, topk=1, targets=wanted
     )
     rows = np.arange(len(paths))
-    expected = every["block3"]["attribution"][rows, wanted[:, 0].numpy()]
-    np.testing.assert_allclose(given["block3"]["attribution"][:, 0], expected, rtol=1e-5, atol=1e-7)
-    assert (given["block3"]["attribution_class"][:, 0] == wanted[:, 0].numpy()).all()
+    expected = every["block3"].attribution[rows, wanted[:, 0].numpy()]
+    np.testing.assert_allclose(given["block3"].attribution[:, 0], expected, rtol=1e-5, atol=1e-7)
+    assert (given["block3"].attribution_class[:, 0] == wanted[:, 0].numpy()).all()
 
 
 def test_mean_sampling_uses_the_spatial_mean_and_its_gradient(tiny_world, tmp_path, model):

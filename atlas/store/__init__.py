@@ -1,7 +1,7 @@
 """Every on-disk format of a run, one module a kind, each the only reader and writer of it.
 
-- :mod:`atlas.store.base`: opening any store URL, arrays with named dimensions, config
-  records;
+- :mod:`atlas.store.base`: opening any store URL, typed records of arrays with named
+  dimensions (:class:`~atlas.store.base.Record`), config records;
 - :mod:`atlas.store.run`: what extraction writes (activations, attributions, image index);
 - :mod:`atlas.store.layout`, :mod:`atlas.store.grid`: what reduce and grid derive;
 - :mod:`atlas.store.render`: the icon cache and ``render.zarr``;
@@ -10,10 +10,12 @@
 - :mod:`atlas.store.shape_bias`: a model's shape bias on a cue-conflict set.
 """
 
+from atlas.channel_tops import ChannelTops
+from atlas.geometry import Box, LayerGeometry
 from atlas.store.base import CONFIG_RECORD, open_group, record_config
 from atlas.store.run import (
-    ChannelTops,
-    LayerGeometry,
+    ImageIndex,
+    RunLayer,
     RunLayout,
     RunStore,
     StoreLayerError,
@@ -26,8 +28,11 @@ from atlas.store.run import (
 
 __all__ = [
     "CONFIG_RECORD",
+    "Box",
     "ChannelTops",
+    "ImageIndex",
     "LayerGeometry",
+    "RunLayer",
     "RunLayout",
     "RunStore",
     "StoreLayerError",
