@@ -30,8 +30,8 @@ def grid_store(
     geometry = store.geometry(layout.layer)
     class_names = store.class_names
     valid = layer.valid[:]
-    if "levels" in layout.attrs:  # an aligned layout names the levels it is compared at
-        options = options.updated(levels=layout.attrs["levels"])
+    if layout.levels is not None:  # an aligned layout names the levels it is compared at
+        options = options.updated(levels=layout.levels)
     levels = grid_levels(
         layer.acts,
         layout.xy,

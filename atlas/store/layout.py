@@ -31,8 +31,8 @@ CHUNK_ROWS = 1 << 18  # samples per chunk
 class Layout(Record):
     """A layout as read (:func:`read_layout`): ``xy`` in memory, ``raw`` lazily."""
 
-    xy: Values = field(metadata=stored("sample", "axis"))  # in [0, 1]; NaN: not laid out
-    raw: Values = field(metadata=stored("sample", "axis"))  # the reducer's coordinates
+    xy: Values = field(metadata=stored("sample", "axis", dtype="float32"))  # in [0, 1]; NaN: none
+    raw: Values = field(metadata=stored("sample", "axis", dtype="float32"))  # the reducer's own
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -42,6 +42,26 @@ class Layout(Record):
     @property
     def run_identity(self) -> str | None:
         return self.attrs.get("run_identity")
+
+    @property
+    def run_url(self) -> str:
+        """The run store whose layer was laid out."""
+        return self.attrs["run"]
+
+    @property
+    def levels(self) -> list[int] | None:
+        """The grid levels an aligned layout is compared at (None for a run's layout)."""
+        return self.attrs.get("levels")
+
+    @property
+    def alignment(self) -> dict[str, Any] | None:
+        """An aligned layout's figures (:class:`atlas.stages.align.Alignment` as a dict)."""
+        return self.attrs.get("alignment")
+
+    @property
+    def aligned_with(self) -> dict[str, Any] | None:
+        """What an aligned layout is aligned with: ``run``, ``layout`` and ``layer``."""
+        return self.attrs.get("aligned_with")
 
 
 def write_layout(url: str, xy: np.ndarray, raw: np.ndarray, attrs: Mapping[str, Any]) -> None:

@@ -45,8 +45,8 @@ class RenderLevel(Record):
     icon: Values = field(metadata=stored("cell", "y", "x", "rgb", dtype="uint8"))  # 0: empty
     icon_key: Values = field(metadata=stored("cell", dtype=str))  # "" for empty cells
     objective: Values = field(metadata=stored("cell", dtype="float32"))  # the icon's; NaN
-    exemplar_objective: Values = field(metadata=stored("cell"))  # the best exemplar's
-    quality: Values = field(metadata=stored("cell"))  # objective / exemplar_objective
+    exemplar_objective: Values = field(metadata=stored("cell", dtype="float32"))  # the best's
+    quality: Values = field(metadata=stored("cell", dtype="float32"))  # objective / the best's
     # The share of the icon's pixels left grey (NaN for empty cells):
     grey_share: Values = field(metadata=stored("cell", dtype="float32"))
 
