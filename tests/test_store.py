@@ -5,11 +5,12 @@ import numpy as np
 import zarr
 
 from atlas.store import ImageIndex, RunLayer, open_run
-from atlas.store.base import open_group, read_record, write_record
+from atlas.store.base import open_group
 from atlas.store.classes import KINDS, ClassAtlasRecord, open_classes
 from atlas.store.grid import GridLevel, open_grid
 from atlas.store.image_map import MapLevel, open_image_map
 from atlas.store.layout import Layout
+from atlas.store.records import read_record, write_record
 from atlas.store.render import RenderLevel, open_render
 
 

@@ -28,17 +28,8 @@ from typing import Any
 
 import zarr
 
-from atlas.store.base import (
-    ArraySpec,
-    AtlasGroup,
-    Record,
-    Values,
-    open_existing,
-    open_group,
-    read_record,
-    stored,
-    write_arrays,
-)
+from atlas.store.base import ArraySpec, AtlasGroup, open_existing, open_group, write_arrays
+from atlas.store.records import Record, Values, read_record, stored
 
 KINDS = ("class", "pair", "compare")
 MEASURES = "measures.json"  # the name of class measures in an output folder

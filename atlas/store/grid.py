@@ -20,18 +20,8 @@ import numpy as np
 import zarr
 
 from atlas.errors import DataError
-from atlas.store.base import (
-    ATTRIBUTE,
-    AtlasGroup,
-    Record,
-    Values,
-    open_existing,
-    open_group,
-    read_record,
-    stored,
-    write_arrays,
-    write_record,
-)
+from atlas.store.base import AtlasGroup, open_existing, open_group, write_arrays
+from atlas.store.records import ATTRIBUTE, Record, Values, read_record, stored, write_record
 
 CHUNK_ROWS = 4096  # cells per chunk of a level's arrays
 

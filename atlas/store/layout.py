@@ -13,16 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from atlas.store.base import (
-    AtlasGroup,
-    Record,
-    Values,
-    open_existing,
-    open_group,
-    read_record,
-    stored,
-    write_record,
-)
+from atlas.store.base import AtlasGroup, open_existing, open_group
+from atlas.store.records import Record, Values, read_record, stored, write_record
 
 CHUNK_ROWS = 1 << 18  # samples per chunk
 

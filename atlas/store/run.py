@@ -58,15 +58,8 @@ from atlas.config import ExtractConfig, ModelSpec, hash_sections
 from atlas.data import locate
 from atlas.errors import AtlasError, DataError, choices_hint
 from atlas.geometry import LayerGeometry
-from atlas.store.base import (
-    Record,
-    Values,
-    create_record_arrays,
-    group_exists,
-    open_group,
-    read_record,
-    stored,
-)
+from atlas.store.base import group_exists, open_group
+from atlas.store.records import Record, Values, create_record_arrays, read_record, stored
 from atlas.version import package_version
 
 if TYPE_CHECKING:
