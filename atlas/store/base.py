@@ -49,6 +49,14 @@ class AtlasGroup:
         """The folder the store lies in (with the files written beside it)."""
         return Path(self.url).parent
 
+    def level_group(self, size: int) -> zarr.Group:
+        """The subgroup of a store made of levels (named by their size); a
+        :class:`DataError` naming the levels there are when it has no level ``size``."""
+        if str(size) not in self.group:
+            levels = ", ".join(map(str, self.attrs["levels"]))
+            raise DataError(f"{self.url} has no level {size} (levels: {levels})")
+        return self.group[str(size)]
+
     def finish(self, attrs: Mapping[str, Any]) -> None:
         self.group.attrs["atlas"] = {"version": package_version(), **attrs}
 

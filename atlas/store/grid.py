@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import zarr
 
-from atlas.errors import DataError
 from atlas.store.base import AtlasGroup, open_existing, open_group, write_arrays
 from atlas.store.records import ATTRIBUTE, Record, Values, read_record, stored, write_record
 
@@ -79,15 +78,11 @@ class GridStore(AtlasGroup):
 
     def read_level(self, size: int) -> GridLevel:
         """A level, lazily (its arrays are read where sliced)."""
-        return read_record(GridLevel, self.level(size))
+        return read_record(GridLevel, self.level_group(size))
 
     def level(self, size: int) -> zarr.Group:
         """Deprecated: the level's raw Zarr group; use :meth:`read_level`."""
-        if str(size) not in self.group:
-            raise DataError(
-                f"{self.url} has no level {size} (levels: {', '.join(map(str, self.levels))})"
-            )
-        return self.group[str(size)]
+        return self.level_group(size)
 
     def whitening(self) -> np.ndarray:
         return self.group["whitening"][:]

@@ -227,7 +227,7 @@ class RunStore:
 
     def read_layer(self, name: str | None = None) -> RunLayer:
         """One layer's arrays (the only layer's when ``name`` is None), lazily."""
-        group = self.layer(name)
+        group = self._layer_group(name)
         return read_record(RunLayer, group, name=group.basename)
 
     @property
@@ -237,6 +237,9 @@ class RunStore:
 
     def layer(self, name: str | None = None) -> zarr.Group:
         """Deprecated: one layer's raw Zarr group; use :meth:`read_layer`."""
+        return self._layer_group(name)
+
+    def _layer_group(self, name: str | None) -> zarr.Group:
         names = self.layer_names
         if name is None:
             if len(names) != 1:
