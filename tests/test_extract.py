@@ -369,7 +369,7 @@ def test_channel_tops_count_an_image_once_and_break_ties_by_image_index(tmp_path
 
 
 def test_merging_rankings_equals_ranking_everything_at_once():
-    from atlas.store import ChannelTops
+    from atlas.channel_tops import ChannelTops
 
     rng = np.random.default_rng(0)
     values = rng.integers(0, 4, (3, 40)).astype(np.float32)  # many ties

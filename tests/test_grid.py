@@ -6,9 +6,9 @@ from torch import nn
 from atlas.config import GridConfig, ModelSpec
 from atlas.errors import AtlasError
 from atlas.extract import receptive_field
+from atlas.geometry import Box, LayerGeometry
 from atlas.grid import cell_of, grid_levels, whitening
 from atlas.models import LoadedModel, Preprocessing
-from atlas.store import Box, LayerGeometry
 
 
 def data(n=3000, dims=6, classes=4, seed=0):

@@ -30,9 +30,10 @@ from atlas.demo.checkpoints import Checkpoint, checkpoint_table, compare_checkpo
 from atlas.demo.scenes import Scenes
 from atlas.demo.world import HABITATS, render_sample
 from atlas.extract import batch_samples
+from atlas.geometry import LayerGeometry
 from atlas.grid import cell_of
 from atlas.models import LoadedModel
-from atlas.store import LayerGeometry, RunStore, open_run
+from atlas.store import RunStore, open_run
 from atlas.store.base import write_metrics
 from atlas.store.classes import KINDS, open_classes, write_class_measures
 
