@@ -27,6 +27,7 @@ import numpy as np
 
 from atlas.config import AlignConfig, ReduceConfig
 from atlas.errors import AtlasError
+from atlas.grid import cell_column_row
 from atlas.neighbors import exact_knn
 from atlas.reduce import distinct_vectors, fuzzy_graph, neighbour_count
 
@@ -105,17 +106,12 @@ def aligned_layout(
     return xy[inverse].astype(np.float32)
 
 
-def cells_of(xy: np.ndarray, size: int) -> np.ndarray:
-    """(column, row) of each point's cell on a ``size`` x ``size`` grid over [0, 1]^2."""
-    return np.clip(np.floor(np.asarray(xy) * size), 0, size - 1).astype(np.int64)
-
-
 def within_one_cell(xy_a: np.ndarray, xy_b: np.ndarray, size: int) -> float:
     """The share of points whose cell on one map is its counterpart's cell on the other,
     or one of the eight around it (at ``size`` x ``size`` cells)."""
     if len(xy_a) == 0:
         return float("nan")
-    apart = np.abs(cells_of(xy_a, size) - cells_of(xy_b, size)).max(axis=1)
+    apart = np.abs(cell_column_row(xy_a, size) - cell_column_row(xy_b, size)).max(axis=1)
     return float((apart <= 1).mean())
 
 

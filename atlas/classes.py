@@ -12,15 +12,16 @@ can be compared and the cells that separate them ranked.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from atlas.config import ClassesConfig, GridConfig, ReduceConfig
 from atlas.errors import AtlasError, choices_hint
-from atlas.grid import GridLevel, cell_of, grid_levels
+from atlas.grid import cell_of, grid_levels
 from atlas.reduce import configured_layout, normalize_layout
 from atlas.rows import row_blocks, take_rows
+from atlas.store.grid import GridLevel
 
 
 def winners(attribution, attribution_class, valid=None) -> np.ndarray:
@@ -127,7 +128,8 @@ def class_atlas(
     kept = level.count[cells] > 0
     strength = np.zeros((size * size, len(classes)), np.float64)
     np.add.at(strength, cells[kept], member_strength[kept])
-    level.exemplar = np.where(level.exemplar >= 0, members[np.maximum(level.exemplar, 0)], -1)
+    exemplar = np.where(level.exemplar >= 0, members[np.maximum(level.exemplar, 0)], -1)
+    level = replace(level, exemplar=exemplar)  # sample indices into the run store
     return ClassAtlas(
         list(classes),
         members,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, get_args
 
@@ -31,8 +31,6 @@ from atlas.version import package_version
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-CONFIG_RECORD = "atlas-config.yaml"  # the resolved config written beside each output
 
 
 class Section(BaseModel):
@@ -557,13 +555,14 @@ class Config(Section):
         }
 
 
-def hash_sections(sections: dict[str, Any]) -> str:
-    """A short stable hash of config sections (``{name: section or its dump}``)."""
+def hash_sections(sections: Mapping[str, Any], *, separators: tuple[str, str] = (",", ":")) -> str:
+    """A short stable hash of config sections (``{name: section or its dump}``, any
+    JSON-able values), their JSON written with ``separators``."""
     dumped = {
         name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
         for name, value in sections.items()
     }
-    blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(dumped, sort_keys=True, separators=separators)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

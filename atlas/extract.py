@@ -20,16 +20,19 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from atlas.channel_tops import ChannelTops
 from atlas.config import ExtractConfig, ModelSpec
 from atlas.data import UnusableImage, read_pixels
+from atlas.geometry import Box, LayerGeometry
 from atlas.layers import get_layer
 from atlas.models import LoadedModel
 from atlas.runtime import cached_model, thread_copy
-from atlas.store import ChannelTops, LayerGeometry, RunLayout, open_run
+from atlas.store import RunLayer, RunLayout, open_run
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,8 @@ def probe_layers(loaded: LoadedModel, options: ExtractConfig) -> tuple[LayerGeom
     return tuple(geometries)
 
 
-def receptive_field(loaded: LoadedModel, layer: str, trials: int = 4) -> tuple[int, int, int, int]:
-    """The input box (y0, x0, y1, x1) that the layer's central position depends on,
+def receptive_field(loaded: LoadedModel, layer: str, trials: int = 4) -> Box:
+    """The input box (x0, y0, x1, y1) that the layer's central position depends on,
     measured: where the gradient of that position's activations with respect to random
     inputs is non-zero (union over a few inputs, since ReLUs and max-pools route it)."""
     size = loaded.preprocessing.input_size
@@ -79,8 +82,8 @@ def receptive_field(loaded: LoadedModel, layer: str, trials: int = 4) -> tuple[i
         support |= (grad[0].abs().sum(dim=0) > 0).cpu()
     rows, cols = torch.nonzero(support.any(dim=1)), torch.nonzero(support.any(dim=0))
     if len(rows) == 0:
-        return (0, 0, size, size)
-    return (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
+        return Box(0, 0, size, size)
+    return Box(int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
 
 
 def sample_positions(
@@ -131,6 +134,18 @@ def attribution_slots(options: ExtractConfig, num_classes: int) -> int:
     return {"off": 0, "all": num_classes, "topk": min(options.attribution_k, num_classes)}[mode]
 
 
+@dataclass
+class BatchSamples:
+    """What one batch gives of one layer (see :func:`batch_samples`)."""
+
+    acts: np.ndarray  # (B*P, C)
+    pooled: np.ndarray  # (B, C)
+    attribution: np.ndarray | None = None  # (B*P, slots)
+    attribution_class: np.ndarray | None = None  # (B*P, slots)
+    peak: np.ndarray | None = None  # (B, C), a spatial layer's
+    peak_at: np.ndarray | None = None  # (B, C)
+
+
 def batch_samples(
     loaded: LoadedModel,
     inputs: torch.Tensor,
@@ -140,18 +155,18 @@ def batch_samples(
     slots: int,
     topk: int,
     targets: torch.Tensor | None = None,
-) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+) -> tuple[dict[str, BatchSamples], np.ndarray, np.ndarray]:
     """Activations (and attributions) at the sampled positions of one batch.
 
     ``inputs`` are normalized model inputs (B, 3, S, S); ``positions[layer]`` is (B, P, 2).
     The ``slots`` classes attributed to are every class when ``slots`` is their number,
     else each image's top ``slots`` predictions, or ``targets`` (B, slots) when given.
-    Returns per layer ``acts`` (B*P, C) and, when ``slots``, ``attribution`` and
-    ``attribution_class`` (B*P, slots), and per image ``pooled`` (B, C), the spatial mean
-    (the vector itself for a vector layer), and for a spatial layer ``peak`` (B, C), each
-    channel's largest value over the map, and ``peak_at`` (B, C), its flat position
-    ``y * width + x`` (the first in row-major order on ties); plus the top-k predicted
-    classes and probabilities (B, topk).
+    Returns per layer a :class:`BatchSamples`: ``acts`` (B*P, C) and, when ``slots``,
+    ``attribution`` and ``attribution_class`` (B*P, slots), and per image ``pooled``
+    (B, C), the spatial mean (the vector itself for a vector layer), and for a spatial
+    layer ``peak`` (B, C), each channel's largest value over the map, and ``peak_at``
+    (B, C), its flat position ``y * width + x`` (the first in row-major order on ties);
+    plus the top-k predicted classes and probabilities (B, topk).
     """
     model = loaded.module
     names = [g.name for g in geometries]
@@ -163,10 +178,14 @@ def batch_samples(
     probs = torch.softmax(logits.detach().float(), dim=1)
     top_prob, top_class = probs.topk(topk, dim=1)
     gathered = {g.name: _gather(outputs[g.name], g, positions[g.name]) for g in geometries}
-    result = {g.name: {"acts": gathered[g.name].detach().float().cpu().numpy()} for g in geometries}
     with torch.no_grad():
-        for g in geometries:
-            result[g.name].update(_image_summaries(outputs[g.name].detach(), g))
+        result = {
+            g.name: BatchSamples(
+                gathered[g.name].detach().float().cpu().numpy(),
+                **_image_summaries(outputs[g.name].detach(), g),
+            )
+            for g in geometries
+        }
     if slots:
         num_classes = logits.shape[1]
         if targets is not None:
@@ -185,8 +204,8 @@ def batch_samples(
                 scores[g.name].append((gathered[g.name] * grad_at).sum(dim=1).detach())
         for g in geometries:
             per = g.samples_per_image
-            result[g.name]["attribution"] = torch.stack(scores[g.name], dim=1).float().cpu().numpy()
-            result[g.name]["attribution_class"] = (
+            result[g.name].attribution = torch.stack(scores[g.name], dim=1).float().cpu().numpy()
+            result[g.name].attribution_class = (
                 classes.repeat_interleave(per, dim=0).to(torch.int32).cpu().numpy()
             )
     return result, top_class.to(torch.int32).cpu().numpy(), top_prob.cpu().numpy()
@@ -270,14 +289,14 @@ def run_task(
     layout = store.layout
     images = layout.images_of(task)
     indices = np.arange(images.start, images.stop)
-    names = store.group["image_path"][images]
+    index = store.images
+    names = index.image_path[images]
     paths = [store.locate(name, image_root) for name in names]
-    labels = store.group["image_label"][images]
+    labels = index.image_label[images]
     n = len(indices)
 
     reasons = np.full(n, "", dtype=object)
-    per_layer = {g.name: _empty_columns(g, n, layout) for g in layout.layers}
-    per_image = {g.name: _empty_image_columns(g, n, layout) for g in layout.layers}
+    columns = {g.name: _TaskColumns.empty(g, n, layout) for g in layout.layers}
     positions = {g.name: sample_positions(g, indices, options) for g in layout.layers}
     top_class = np.full((n, layout.topk), -1, np.int32)
     top_prob = np.zeros((n, layout.topk), np.float32)
@@ -312,42 +331,42 @@ def run_task(
             )
             top_class[ok], top_prob[ok] = classes, probs
             for g in layout.layers:
-                rows_out = (
-                    np.asarray(ok)[:, None] * g.samples_per_image + np.arange(g.samples_per_image)
-                ).ravel()
-                for name, values in samples[g.name].items():
-                    if name in per_image[g.name]:
-                        per_image[g.name][name][ok] = values
-                    elif name in per_layer[g.name]:
-                        per_layer[g.name][name][rows_out] = values
+                columns[g.name].put(samples[g.name], ok, g.samples_per_image)
 
     valid = reasons == ""
+    records = {}
     for g in layout.layers:
         per = g.samples_per_image
-        columns = per_layer[g.name]
-        columns["path"] = np.repeat(names, per)
-        columns["label"] = np.repeat(labels, per).astype(np.int32)
-        columns["image"] = np.repeat(indices, per)
-        columns["pos"] = np.where(
-            np.repeat(valid, per)[:, None], positions[g.name].reshape(-1, 2), -1
-        )
-        columns["valid"] = np.repeat(valid, per)
-        columns["topk_class"] = np.repeat(top_class, per, axis=0)
-        columns["topk_prob"] = np.repeat(top_prob, per, axis=0)
-        summaries = per_image[g.name]
-        columns["pooled"] = summaries["pooled"]
-        if "peak" in summaries:
-            tops = task_channel_tops(
-                summaries["peak"],
-                summaries["peak_at"],
+        task_columns = columns[g.name]
+        tops = (
+            task_channel_tops(
+                task_columns.peak,
+                task_columns.peak_at,
                 np.where(valid, indices, -1),
                 g.width,
                 layout.channel_top,
             )
-            columns["channel_top_value"] = tops.value
-            columns["channel_top_image"] = tops.image
-            columns["channel_top_pos"] = tops.pos
-    store.write_task(task, {"skip_reason": reasons.astype(str)}, per_layer)
+            if task_columns.peak is not None
+            else None
+        )
+        records[g.name] = RunLayer(
+            name=g.name,
+            acts=task_columns.acts,
+            attribution=task_columns.attribution,
+            attribution_class=task_columns.attribution_class,
+            path=np.repeat(names, per),
+            label=np.repeat(labels, per).astype(np.int32),
+            image=np.repeat(indices, per),
+            pos=np.where(np.repeat(valid, per)[:, None], positions[g.name].reshape(-1, 2), -1),
+            valid=np.repeat(valid, per),
+            topk_class=np.repeat(top_class, per, axis=0),
+            topk_prob=np.repeat(top_prob, per, axis=0),
+            pooled=task_columns.pooled,
+            channel_top_value=None if tops is None else tops.value,
+            channel_top_image=None if tops is None else tops.image,
+            channel_top_pos=None if tops is None else tops.pos,
+        )
+    store.write_task(task, reasons.astype(str), records)
     return {
         "task": task,
         "images": n,
@@ -372,23 +391,44 @@ class _Decoder:
             return err.reason
 
 
-def _empty_columns(g: LayerGeometry, n: int, layout: RunLayout) -> dict[str, np.ndarray]:
-    rows = n * g.samples_per_image
-    columns = {"acts": np.zeros((rows, g.channels), np.float32)}
-    if layout.attribution_slots:
-        columns["attribution"] = np.zeros((rows, layout.attribution_slots), np.float32)
-        columns["attribution_class"] = np.full((rows, layout.attribution_slots), -1, np.int32)
-    return columns
+@dataclass
+class _TaskColumns:
+    """What a task gathers of one layer, batch by batch: per sample the activations (and
+    attributions), per image the pooled vectors and, where the channels' top images are
+    ranked, their peaks (zeros for skipped images)."""
 
+    acts: np.ndarray
+    pooled: np.ndarray
+    attribution: np.ndarray | None = None
+    attribution_class: np.ndarray | None = None
+    peak: np.ndarray | None = None
+    peak_at: np.ndarray | None = None
 
-def _empty_image_columns(g: LayerGeometry, n: int, layout: RunLayout) -> dict[str, np.ndarray]:
-    """What a task keeps per image of a layer: the pooled vectors, and the channels' peaks
-    where their top images are ranked (zeros for skipped images)."""
-    columns = {"pooled": np.zeros((n, g.channels), np.float32)}
-    if g.spatial and layout.channel_top:
-        columns["peak"] = np.zeros((n, g.channels), np.float32)
-        columns["peak_at"] = np.zeros((n, g.channels), np.int32)
-    return columns
+    @classmethod
+    def empty(cls, g: LayerGeometry, n: int, layout: RunLayout) -> _TaskColumns:
+        rows, slots = n * g.samples_per_image, layout.attribution_slots
+        columns = cls(
+            np.zeros((rows, g.channels), np.float32), np.zeros((n, g.channels), np.float32)
+        )
+        if slots:
+            columns.attribution = np.zeros((rows, slots), np.float32)
+            columns.attribution_class = np.full((rows, slots), -1, np.int32)
+        if g.spatial and layout.channel_top:
+            columns.peak = np.zeros((n, g.channels), np.float32)
+            columns.peak_at = np.zeros((n, g.channels), np.int32)
+        return columns
+
+    def put(self, batch: BatchSamples, images: list[int], per: int) -> None:
+        """One batch's values, of the task's images ``images`` (``per`` samples each)."""
+        rows = (np.asarray(images)[:, None] * per + np.arange(per)).ravel()
+        self.acts[rows] = batch.acts
+        self.pooled[images] = batch.pooled
+        if self.attribution is not None:
+            self.attribution[rows] = batch.attribution
+            self.attribution_class[rows] = batch.attribution_class
+        if self.peak is not None:
+            self.peak[images] = batch.peak
+            self.peak_at[images] = batch.peak_at
 
 
 def _rss() -> int:

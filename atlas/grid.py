@@ -13,42 +13,25 @@ finest one, so they nest exactly: a coarse cell holds precisely its children's s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import sparse
 
 from atlas.config import GridConfig
 from atlas.rows import row_blocks, unit_rows
+from atlas.store.grid import GridLevel
 
 
-@dataclass
-class GridLevel:
-    """One zoom level: ``size`` x ``size`` cells, cell id = row * size + column, where row
-    0 is the bottom of the layout (small y) and column 0 its left (small x)."""
-
-    size: int
-    count: np.ndarray  # (cells,) int64, zero where empty
-    mean: np.ndarray  # (cells, channels) float32, zero where empty
-    top_class: np.ndarray  # (cells, k) int32, -1 where there are fewer classes
-    top_class_attribution: np.ndarray  # (cells, k) float32, summed attribution
-    top_class_share: np.ndarray  # (cells, k) float32, of the cell's positive attribution
-    top_label: np.ndarray  # (cells, k) int32
-    top_label_count: np.ndarray  # (cells, k) int64
-    exemplar: np.ndarray  # (cells, e) int64 sample indices, nearest the mean first; -1 pads
-    exemplar_distance: np.ndarray  # (cells, e) float32, cosine distance to the mean
-
-    @property
-    def cells(self) -> int:
-        return self.size * self.size
-
-    def occupied(self) -> np.ndarray:
-        return np.flatnonzero(self.count > 0)
+def cell_column_row(xy: np.ndarray, size: int) -> np.ndarray:
+    """(column, row) int64 of each point's cell on a ``size`` x ``size`` grid over
+    [0, 1]^2, points outside falling in the border cells: (N, 2). Computed in the dtype
+    of ``xy`` (callers that bin through levels pass float64, see :func:`cell_of`)."""
+    return np.clip(np.floor(np.asarray(xy) * size), 0, size - 1).astype(np.int64)
 
 
 def cell_of(xy: np.ndarray, size: int, finest: int) -> np.ndarray:
-    """Cell ids at level ``size`` of points in [0, 1]^2, binned through the finest level."""
-    fine = np.clip(np.floor(np.asarray(xy, np.float64) * finest), 0, finest - 1).astype(np.int64)
+    """Cell ids (``row * size + column``) at level ``size`` of points in [0, 1]^2, binned
+    in float64 through the finest level, so that levels nest exactly."""
+    fine = cell_column_row(np.asarray(xy, np.float64), finest)
     factor = finest // size
     return (fine[:, 1] // factor) * size + fine[:, 0] // factor
 
@@ -71,7 +54,8 @@ def grid_levels(
     mapped; they are read in chunks. ``xy`` (N, 2) is the layout in [0, 1]; samples that
     are not ``valid`` (or whose xy is NaN) are left out. Settings come from ``options`` (a
     :class:`atlas.config.GridConfig`: levels, min_count, top_k, exemplars), any of them
-    overridden by keyword. Returns {size: GridLevel}.
+    overridden by keyword. Returns {size: :class:`atlas.store.grid.GridLevel`}, without
+    exemplar boxes (the geometry that gives them is the run's).
     """
     options = (options or GridConfig()).updated(**settings)
     levels, min_count, top_k, exemplars = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from atlas.align import cells_of
+from atlas.grid import cell_of
 
 
 def snap_to_grid(xy: np.ndarray, size: int, reach: float = 1.5) -> np.ndarray:
@@ -57,5 +57,4 @@ def cell_counts(xy: np.ndarray, size: int) -> np.ndarray:
     """How many points each cell of a ``size`` x ``size`` grid holds: (size^2,)."""
     xy = np.asarray(xy, np.float64)
     inside = np.isfinite(xy).all(axis=1)
-    col_row = cells_of(xy[inside], size)
-    return np.bincount(col_row[:, 1] * size + col_row[:, 0], minlength=size * size)
+    return np.bincount(cell_of(xy[inside], size, size), minlength=size * size)

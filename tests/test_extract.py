@@ -49,9 +49,9 @@ def store(tiny_world, tmp_path_factory):
 
 
 def test_store_equals_a_direct_forward_pass(store, model, tiny_world):
-    group = store.layer("block3")
-    acts, pos, paths = group["acts"][:], group["pos"][:], group["path"][:]
-    assert acts.shape == (50, 64) and group["valid"][:].all()
+    group = store.read_layer("block3")
+    acts, pos, paths = group.acts[:], group.pos[:], group.path[:]
+    assert acts.shape == (50, 64) and group.valid[:].all()
     for i in range(0, 50, 7):
         layer_out, logits = reference(model, store.locate(paths[i]), "block3")
         y, x = pos[i]
@@ -60,23 +60,23 @@ def test_store_equals_a_direct_forward_pass(store, model, tiny_world):
             acts[i], layer_out[0, :, y, x].detach().numpy(), rtol=1e-4, atol=1e-5
         )
         order = torch.argsort(logits[0], descending=True)[:5].numpy()
-        assert list(group["topk_class"][i]) == list(order)
+        assert list(group.topk_class[i]) == list(order)
         probs = torch.softmax(logits[0], 0).detach().numpy()
-        np.testing.assert_allclose(group["topk_prob"][i], probs[order], rtol=1e-4)
-        assert sorted(CLASS_NAMES)[group["label"][i]] == paths[i].split("/")[-2]
-    fc = store.layer("fc")
-    _, logits = reference(model, store.locate(fc["path"][3]), "fc")
-    np.testing.assert_allclose(fc["acts"][3], logits[0].detach().numpy(), rtol=1e-4, atol=1e-5)
-    assert (fc["pos"][:] == -1).all()
+        np.testing.assert_allclose(group.topk_prob[i], probs[order], rtol=1e-4)
+        assert sorted(CLASS_NAMES)[group.label[i]] == paths[i].split("/")[-2]
+    fc = store.read_layer("fc")
+    _, logits = reference(model, store.locate(fc.path[3]), "fc")
+    np.testing.assert_allclose(fc.acts[3], logits[0].detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert (fc.pos[:] == -1).all()
 
 
 def test_attribution_equals_an_autograd_reference(store, model):
-    group = store.layer("block3")
-    attribution, classes = group["attribution"][:], group["attribution_class"][:]
+    group = store.read_layer("block3")
+    attribution, classes = group.attribution[:], group.attribution_class[:]
     assert attribution.shape == (50, 10) and (classes == np.arange(10)).all()  # all 10 classes
     for i in (0, 17, 33):
-        layer_out, logits = reference(model, store.locate(group["path"][i]), "block3")
-        y, x = group["pos"][i]
+        layer_out, logits = reference(model, store.locate(group.path[i]), "block3")
+        y, x = group.pos[i]
         for c in range(10):
             (grad,) = torch.autograd.grad(logits[0, c], layer_out, retain_graph=True)
             expected = (layer_out[0, :, y, x] * grad[0, :, y, x]).sum().item()
@@ -92,9 +92,9 @@ def test_topk_attribution_covers_the_predicted_classes(tiny_world, tmp_path, mod
         options(layer="block4", attribution="topk", attribution_k=3),
         scheduler="inline",
     )
-    group = open_run(url).layer()
-    assert group["attribution"].shape == (50, 3)
-    assert (group["attribution_class"][:] == group["topk_class"][:, :3]).all()
+    group = open_run(url).read_layer()
+    assert group.attribution.shape == (50, 3)
+    assert (group.attribution_class[:] == group.topk_class[:, :3]).all()
 
 
 def test_attribution_to_given_classes_equals_their_slots_among_every_class(model, tiny_world):
@@ -113,9 +113,9 @@ def test_attribution_to_given_classes_equals_their_slots_among_every_class(model
         model, inputs, [geometry], positions, slots=1, topk=1, targets=wanted
     )
     rows = np.arange(len(paths))
-    expected = every["block3"]["attribution"][rows, wanted[:, 0].numpy()]
-    np.testing.assert_allclose(given["block3"]["attribution"][:, 0], expected, rtol=1e-5, atol=1e-7)
-    assert (given["block3"]["attribution_class"][:, 0] == wanted[:, 0].numpy()).all()
+    expected = every["block3"].attribution[rows, wanted[:, 0].numpy()]
+    np.testing.assert_allclose(given["block3"].attribution[:, 0], expected, rtol=1e-5, atol=1e-7)
+    assert (given["block3"].attribution_class[:, 0] == wanted[:, 0].numpy()).all()
 
 
 def test_mean_sampling_uses_the_spatial_mean_and_its_gradient(tiny_world, tmp_path, model):
@@ -128,13 +128,13 @@ def test_mean_sampling_uses_the_spatial_mean_and_its_gradient(tiny_world, tmp_pa
         scheduler="inline",
     )
     run = open_run(url)
-    group = run.layer()
-    layer_out, logits = reference(model, run.locate(group["path"][2]), "block4")
+    group = run.read_layer()
+    layer_out, logits = reference(model, run.locate(group.path[2]), "block4")
     mean = layer_out[0].mean(dim=(1, 2))
-    np.testing.assert_allclose(group["acts"][2], mean.detach().numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(group.acts[2], mean.detach().numpy(), rtol=1e-4, atol=1e-6)
     (grad,) = torch.autograd.grad(logits[0, 4], layer_out)
     expected = (mean * grad[0].sum(dim=(1, 2))).sum().item()
-    assert group["attribution"][2, 4] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+    assert group.attribution[2, 4] == pytest.approx(expected, rel=1e-3, abs=1e-5)
     # GAP then a linear head: the mean's attribution is exactly its share of the logit.
     w, b = model.module.fc.weight[4], model.module.fc.bias[4]
     assert expected == pytest.approx((logits[0, 4] - b).item(), rel=1e-4)
@@ -170,12 +170,12 @@ def test_all_sampling_writes_every_position(tiny_world, tmp_path, model):
         scheduler="inline",
     )
     run = open_run(url)
-    group = run.layer()
-    assert group["acts"].shape == (48, 128)
-    layer_out, _ = reference(model, run.locate(group["path"][16]), "block4")
+    group = run.read_layer()
+    assert group.acts.shape == (48, 128)
+    layer_out, _ = reference(model, run.locate(group.path[16]), "block4")
     expected = layer_out[0].detach().permute(1, 2, 0).reshape(16, 128).numpy()
-    np.testing.assert_allclose(group["acts"][16:32], expected, rtol=1e-4, atol=1e-5)
-    assert (group["image"][16:32] == 1).all()
+    np.testing.assert_allclose(group.acts[16:32], expected, rtol=1e-4, atol=1e-5)
+    assert (group.image[16:32] == 1).all()
 
 
 def test_the_store_opens_with_xarray(store):
@@ -242,10 +242,10 @@ def test_images_are_named_relative_to_the_source_wherever_it_lies(
     one, two = stores
     assert one.image_root == two.image_root == "data/test"
     assert one.identity_hash == two.identity_hash
-    names = list(one.group["image_path"][:])
-    assert names == list(two.group["image_path"][:])
+    names = list(one.images.image_path[:])
+    assert names == list(two.images.image_path[:])
     assert all(not n.startswith("/") and n.count("/") == 1 for n in names)
-    assert (one.layer()["acts"][:] == two.layer()["acts"][:]).all()
+    assert (one.read_layer().acts[:] == two.read_layer().acts[:]).all()
     assert str(tmp_path) not in json.dumps(dict(one.group.attrs))
 
 
@@ -254,7 +254,7 @@ def brute_force_tops(model, run, layer, k):
     once, at its first maximal position; ties to the lower image index), computed from
     every position of every image directly."""
     peaks, where = [], []
-    for name in run.group["image_path"][:]:
+    for name in run.images.image_path[:]:
         output, _ = reference(model, run.locate(name), layer)
         flat = output[0].detach().flatten(1).numpy()
         peaks.append(flat.max(axis=1))
@@ -283,7 +283,7 @@ def test_pooled_is_the_spatial_mean_per_image(store, model):
     pooled, fc = store.pooled("block3"), store.pooled("fc")
     assert pooled.shape == (50, 64) and fc.shape == (50, 10) and store.image_valid().all()
     for i in (0, 21, 49):
-        output, logits = reference(model, store.locate(store.group["image_path"][i]), "block3")
+        output, logits = reference(model, store.locate(store.images.image_path[i]), "block3")
         mean = output[0].detach().mean(dim=(1, 2)).numpy()
         np.testing.assert_allclose(pooled[i], mean, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(fc[i], logits[0].detach().numpy(), rtol=1e-4, atol=1e-5)
@@ -369,7 +369,7 @@ def test_channel_tops_count_an_image_once_and_break_ties_by_image_index(tmp_path
 
 
 def test_merging_rankings_equals_ranking_everything_at_once():
-    from atlas.store import ChannelTops
+    from atlas.channel_tops import ChannelTops
 
     rng = np.random.default_rng(0)
     values = rng.integers(0, 4, (3, 40)).astype(np.float32)  # many ties

@@ -102,14 +102,14 @@ def test_hostile_files_are_listed_in_skipped_csv_and_good_ones_used_once(tmp_pat
     assert skipped["folder.jpg"] == "is a directory"
     assert summary.skipped == 6 and summary.images == 12
 
-    group = open_run(url).layer()
-    valid = group["valid"][:]
-    used = sorted(Path(p).name for p in group["path"][:][valid])
+    group = open_run(url).read_layer()
+    valid = group.valid[:]
+    used = sorted(Path(p).name for p in group.path[:][valid])
     assert used == sorted(
         ["a.png", "png_named.jpg", "cmyk.jpg", "deep.png", "palette.gif", "image_without_extension"]
     )
-    assert np.abs(group["acts"][:][valid]).sum(axis=1).min() > 0
-    assert (group["acts"][:][~valid] == 0).all() and (group["pos"][:][~valid] == -1).all()
+    assert np.abs(group.acts[:][valid]).sum(axis=1).min() > 0
+    assert (group.acts[:][~valid] == 0).all() and (group.pos[:][~valid] == -1).all()
 
 
 def test_memory_and_file_urls(tiny_world, tmp_path):
@@ -120,10 +120,10 @@ def test_memory_and_file_urls(tiny_world, tmp_path):
     url = str(tmp_path / "m.zarr")
     extract_store("memory://imgs", url, SPEC, OPTIONS)  # a local cluster, in-process for memory://
     run = open_run(url)
-    group = run.layer()
-    assert list(group["path"][:]) == [f"star/{p.name}" for p in sources]
-    assert run.locate(group["path"][0]) == f"memory://imgs/star/{sources[0].name}"
-    assert group["valid"][:].all() and group["label"][0] == sorted(CLASS_NAMES).index("star")
+    group = run.read_layer()
+    assert list(group.path[:]) == [f"star/{p.name}" for p in sources]
+    assert run.locate(group.path[0]) == f"memory://imgs/star/{sources[0].name}"
+    assert group.valid[:].all() and group.label[0] == sorted(CLASS_NAMES).index("star")
 
     file_url = f"file://{tmp_path / 'new' / 'folder' / 'f.zarr'}"  # folders made as needed
     extract_store(
@@ -133,9 +133,9 @@ def test_memory_and_file_urls(tiny_world, tmp_path):
         OPTIONS.model_copy(update={"limit": 3}),
         scheduler="inline",
     )
-    from_file = open_run(file_url).layer()
-    assert open_run(file_url).locate(from_file["path"][0]).startswith("file://")
-    np.testing.assert_array_equal(from_file["acts"][:], group["acts"][:])
+    from_file = open_run(file_url).read_layer()
+    assert open_run(file_url).locate(from_file.path[0]).startswith("file://")
+    np.testing.assert_array_equal(from_file.acts[:], group.acts[:])
 
     memory_store = "memory://stores/run.zarr"
     extract_store(
@@ -144,7 +144,7 @@ def test_memory_and_file_urls(tiny_world, tmp_path):
         SPEC,
         OPTIONS.model_copy(update={"limit": 3}),
     )
-    np.testing.assert_array_equal(open_run(memory_store).layer()["acts"][:], group["acts"][:])
+    np.testing.assert_array_equal(open_run(memory_store).read_layer().acts[:], group.acts[:])
     assert memory.exists("/stores/skipped.csv")
 
 
@@ -154,8 +154,8 @@ def test_list_file_source_with_labels(tiny_world, tmp_path):
     listing.write_text("path,label\n" + "".join(f"{p},ring\n" for p in stars))
     url = str(tmp_path / "l.zarr")
     extract_store(str(listing), url, SPEC, OPTIONS, scheduler="inline")
-    group = open_run(url).layer()
-    assert (group["label"][:] == sorted(CLASS_NAMES).index("ring")).all()
+    group = open_run(url).read_layer()
+    assert (group.label[:] == sorted(CLASS_NAMES).index("ring")).all()
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ from torch import nn
 from atlas.config import GridConfig, ModelSpec
 from atlas.errors import AtlasError
 from atlas.extract import receptive_field
+from atlas.geometry import Box, LayerGeometry
 from atlas.grid import cell_of, grid_levels, whitening
 from atlas.models import LoadedModel, Preprocessing
-from atlas.store import LayerGeometry
 
 
 def data(n=3000, dims=6, classes=4, seed=0):
@@ -136,7 +136,27 @@ def test_receptive_field_of_a_hand_built_net_and_crop_boxes():
     )
     assert receptive_field(model, "0") == (7, 7, 10, 10)  # 3x3 around the centre (8, 8)
     assert receptive_field(model, "3") == (5, 5, 13, 13)
-    geometry = LayerGeometry("3", 4, 8, 8, 1, 16, (5, 5, 13, 13))
+    geometry = LayerGeometry("3", 4, 8, 8, 1, 16, Box(5, 5, 13, 13))
     assert geometry.crop_box(4, 4) == (5, 5, 13, 13)
     assert geometry.crop_box(0, 7) == (11, 0, 16, 5)  # shifted by 2 px per step, clipped
     assert geometry.crop_box(-1, -1) == (0, 0, 16, 16)  # the spatial mean sees the whole image
+
+
+def test_boxes_are_x_then_y_from_the_measured_field_to_the_stored_one():
+    """A field taller than wide (a 3x1 kernel) pins the order: every box is (x0, y0, x1,
+    y1), while the run store's attributes keep the central field as [y0, x0, y1, x1]."""
+    model = LoadedModel(
+        nn.Sequential(nn.Conv2d(3, 1, (3, 1), padding=(1, 0))).eval(),
+        ModelSpec(arch="x"),
+        Preprocessing(16, 16, (0,) * 3, (1,) * 3),
+        ["a"],
+    )
+    field = receptive_field(model, "0")  # the centre (8, 8) sees rows 7..9 of column 8
+    assert field == Box(x0=8, y0=7, x1=9, y1=10)
+    geometry = LayerGeometry("0", 1, 16, 16, 1, 16, field)
+    assert geometry.field_box(0, 15) == Box(x0=15, y0=-1, x1=16, y1=2)  # top right, past the top
+    assert geometry.crop_box(0, 15) == Box(x0=15, y0=0, x1=16, y1=2)
+    boxes = geometry.crop_boxes(np.array([[1, -1]]), np.array([[8, 8], [0, 15]]))
+    assert boxes.tolist() == [[[15, 0, 16, 2], [0, 0, 0, 0]]]
+    assert geometry.stored()["field"] == (7, 8, 10, 9)
+    assert LayerGeometry.from_stored(geometry.stored()) == geometry

@@ -30,9 +30,10 @@ from atlas.demo.checkpoints import Checkpoint, checkpoint_table, compare_checkpo
 from atlas.demo.scenes import Scenes
 from atlas.demo.world import HABITATS, render_sample
 from atlas.extract import batch_samples
+from atlas.geometry import LayerGeometry
 from atlas.grid import cell_of
 from atlas.models import LoadedModel
-from atlas.store import LayerGeometry, RunStore, open_run
+from atlas.store import RunStore, open_run
 from atlas.store.base import write_metrics
 from atlas.store.classes import KINDS, open_classes, write_class_measures
 
@@ -82,7 +83,7 @@ def surviving_attribution(
             topk=1,
             targets=torch.full((len(chunk), 1), klass),  # one backward pass, not one per class
         )
-        bare = samples[geometry.name]["attribution"][:, 0]
+        bare = samples[geometry.name].attribution[:, 0]
         out[chunk] = np.clip(bare / original[chunk], 0, 1)
     return out
 
@@ -122,13 +123,13 @@ def winner_habitat_share(
 ) -> float:
     """The habitat share of the samples whose attribution goes most to ``class_name``
     (its class atlas's members in the winner mode), for a run that has no class atlas."""
-    layer = run.layer(layer_name)
+    layer = run.read_layer(layer_name)
     klass = class_index(class_name, run.class_names)
-    arrays = layer["attribution"], layer["attribution_class"]
-    members = class_members(*arrays, layer["valid"][:], klass)
+    arrays = layer.attribution, layer.attribution_class
+    members = class_members(*arrays, layer.valid[:], klass)
     strength = attribution_to(*arrays, members, klass)
-    paths = [run.locate(n) for n in layer["path"].get_orthogonal_selection(members)]
-    positions = layer["pos"][:][members]
+    paths = [run.locate(n) for n in layer.path.get_orthogonal_selection(members)]
+    positions = layer.pos[:][members]
     geometry = run.geometry(layer_name)
     surviving = surviving_attribution(model, geometry, paths, positions, strength, klass, scenes)
     return sample_share(strength, surviving)
@@ -176,7 +177,7 @@ def shortcut_measures(
     checkpoints = [Checkpoint(name, **paths) for name, paths in (checkpoints or {}).items()]
     store = open_classes(classes_dir)
     scenes = Scenes(world)
-    layer_name = store.attrs["layer"]
+    layer_name = store.layer
     runs = {
         kind: open_run(store.run_url(kind))
         for kind in KINDS
@@ -186,16 +187,16 @@ def shortcut_measures(
     atlases: dict[str, dict[str, float]] = {}
     for kind, run in runs.items():
         model = models[run.url]
-        layer, geometry = run.layer(layer_name), run.geometry(layer_name)
-        positions = layer["pos"][:]
+        layer, geometry = run.read_layer(layer_name), run.geometry(layer_name)
+        positions = layer.pos[:]
         for name in store.names(kind):
-            atlas = store.atlas(kind, name)
-            members, strength = atlas["member"][:], atlas["member_strength"][:]
-            size = int(atlas.attrs["size"])
-            cells = cell_of(atlas["member_xy"][:], size, size)
-            paths = [run.locate(n) for n in layer["path"].get_orthogonal_selection(members)]
+            atlas = store.read_atlas(kind, name)
+            members, strength = atlas.member[:], atlas.member_strength[:]
+            size = atlas.size
+            cells = cell_of(atlas.member_xy[:], size, size)
+            paths = [run.locate(n) for n in layer.path.get_orthogonal_selection(members)]
             measures = {}
-            for k, class_name in enumerate(atlas.attrs["classes"]):
+            for k, class_name in enumerate(atlas.classes):
                 surviving = surviving_attribution(
                     model,
                     geometry,

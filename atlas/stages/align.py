@@ -64,13 +64,13 @@ def align_store(
         raise AtlasError(
             f"align.levels {unknown} are not grid levels: choose among {sorted(grid.levels)}"
         )
-    ours = run.layer(layout.layer)
-    theirs = other.layer(options.layer)
-    paired_rows(ours["path"][:], theirs["path"][:], run_url, compare_url)
-    rows = np.flatnonzero(theirs["valid"][:] & np.isfinite(layout.xy).all(axis=1))
+    ours = run.read_layer(layout.layer)
+    theirs = other.read_layer(options.layer)
+    paired_rows(ours.path[:], theirs.path[:], run_url, compare_url)
+    rows = np.flatnonzero(theirs.valid[:] & np.isfinite(layout.xy).all(axis=1))
     if len(rows) == 0:
         raise AtlasError(f"{compare_url} and {layout_url} share no usable samples to align")
-    vectors = RowSubset(theirs["acts"], rows)
+    vectors = RowSubset(theirs.acts, rows)
     prepared = distinct_vectors(vectors, reduce)  # once: for the layout and its figures
     xy = np.clip(
         aligned_layout(vectors, layout.xy[rows], options, reduce, prepared=prepared), 0.0, 1.0
@@ -85,14 +85,14 @@ def align_store(
         neighbours_k=NEIGHBOURS,
         pull=options.pull,
     )
-    full = np.full((theirs["acts"].shape[0], 2), np.nan, np.float32)
+    full = np.full((theirs.acts.shape[0], 2), np.nan, np.float32)
     full[rows] = xy
     write_layout(
         out_url,
         full,
         full,
         {
-            "layer": theirs.basename,
+            "layer": theirs.name,
             "run": compare_url,
             "run_identity": other.identity_hash,
             "aligned_with": {"run": run_url, "layout": layout_url, "layer": layout.layer},

@@ -58,22 +58,23 @@ def exemplar_images(
     every level) of a grid (each image once, in level then cell order), labelled as the run
     store has them."""
     grid = open_grid(grid_url)
-    run = open_run(grid.attrs["run"])
-    layer = run.layer(grid.layer)
+    run = open_run(grid.run_url)
+    layer = run.read_layer(grid.layer)
     samples = grid.exemplar_samples(per_cell, levels)
-    return _records(run, layer["path"][:], layer["label"][:], samples)
+    return _records(run, layer.path[:], layer.label[:], samples)
 
 
 def image_map_images(folder: str | Path) -> list[ImageRecord]:
     """The images an image map shows at any of its levels (each once, in level then cell
     order), labelled as the run store has them."""
     image_map = open_image_map(folder)
-    run = open_run(image_map.attrs["run"])
+    run = open_run(image_map.run_url)
     shown: dict[int, None] = {}
     for size in image_map.levels:
-        images = image_map.level(size)["image"][:]
+        images = image_map.read_level(size).image[:]
         shown.update(dict.fromkeys(int(i) for i in images[images >= 0]))
-    return _records(run, run.group["image_path"][:], run.group["image_label"][:], list(shown))
+    index = run.images
+    return _records(run, index.image_path[:], index.image_label[:], list(shown))
 
 
 def _records(run, names, labels, rows) -> list[ImageRecord]:

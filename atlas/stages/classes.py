@@ -14,7 +14,7 @@ from atlas.config import ClassesConfig, ReduceConfig, RenderConfig
 from atlas.grid import whitening as layer_whitening
 from atlas.icons import render_icons
 from atlas.store import RunStore, open_run
-from atlas.store.classes import create_classes
+from atlas.store.classes import ClassAtlasRecord, create_classes
 from atlas.store.grid import open_grid
 from atlas.store.layout import read_layout
 from atlas.store.render import IconCache
@@ -56,9 +56,9 @@ def classes_store(
 
     atlases: dict[tuple[str, str], ClassAtlas] = {}  # (kind, name) -> atlas
     for kind, run in runs.items():
-        layer = run.layer(layer_name)
-        arrays = (layer["acts"], layer["attribution"], layer["attribution_class"])
-        valid = layer["valid"][:]
+        layer = run.read_layer(layer_name)
+        arrays = (layer.acts, layer.attribution, layer.attribution_class)
+        valid = layer.valid[:]
         chosen = wanted if kind == "class" else (options.compare_classes or wanted)
         section = "classes" if kind == "class" else "compare"
         for name in chosen:
@@ -103,8 +103,10 @@ def classes_store(
             }
         report[{"class": "classes", "pair": "pairs", "compare": "compare"}[kind]][name] = summary
         run = runs["compare" if kind == "compare" else "class"]
-        arrays = _atlas_arrays(atlas, icons[kind, name], cache, run, layer_name, render_options)
-        store.write_atlas(kind, name, arrays, summary)
+        record = _atlas_record(
+            atlas, icons[kind, name], cache, run, layer_name, render_options, summary
+        )
+        store.write_atlas(kind, name, record)
     store.finish_with_report(
         {
             "layer": layer_name,
@@ -129,11 +131,11 @@ def _render(atlases, runs, grid, layer_name, cache, render_options, scheduler) -
         chosen = [k for k in atlases if (k[0] == "compare") == (run_key == "compare")]
         if not chosen:
             continue
-        layer = run.layer(layer_name)
+        layer = run.read_layer(layer_name)
         white = (
             grid.whitening()
             if run_key == "class"
-            else layer_whitening(layer["acts"], valid=layer["valid"][:])
+            else layer_whitening(layer.acts, valid=layer.valid[:])
         )
         targets = np.concatenate(
             [atlases[k].level.mean[atlases[k].level.occupied()] for k in chosen]
@@ -155,24 +157,27 @@ def _render(atlases, runs, grid, layer_name, cache, render_options, scheduler) -
     return icons
 
 
-def _atlas_arrays(atlas: ClassAtlas, keys, cache, run: RunStore, layer_name, render_options):
-    """One atlas's arrays, as the class-atlas store holds them."""
+def _atlas_record(
+    atlas: ClassAtlas, keys, cache, run: RunStore, layer_name, render_options, summary
+) -> ClassAtlasRecord:
+    """One atlas, as the class-atlas store holds it."""
     occupied = atlas.level.occupied()
     cells = atlas.size * atlas.size
     icon, objective = cache.gather(keys, occupied, cells, render_options.icon_size)
     icon_key = np.full(cells, "", dtype=object)
     icon_key[occupied] = keys
     exemplar = atlas.level.exemplar
-    box = run.geometry(layer_name).crop_boxes(exemplar, run.layer(layer_name)["pos"][:])
-    return {
-        "count": (atlas.level.count, ("cell",)),
-        "strength": (atlas.strength, ("cell", "class")),
-        "exemplar": (exemplar, ("cell", "e")),
-        "exemplar_box": (box, ("cell", "e", "box")),
-        "icon": (icon, ("cell", "y", "x", "rgb")),
-        "icon_key": (icon_key.astype(str), ("cell",)),
-        "objective": (objective, ("cell",)),
-        "member": (atlas.members, ("member",)),
-        "member_xy": (atlas.xy, ("member", "axis")),
-        "member_strength": (atlas.member_strength, ("member", "class")),
-    }
+    box = run.geometry(layer_name).crop_boxes(exemplar, run.read_layer(layer_name).pos[:])
+    return ClassAtlasRecord(
+        count=atlas.level.count,
+        strength=atlas.strength,
+        exemplar=exemplar,
+        exemplar_box=box,
+        icon=icon,
+        icon_key=icon_key.astype(str),
+        objective=objective,
+        member=atlas.members,
+        member_xy=atlas.xy,
+        member_strength=atlas.member_strength,
+        summary=summary,
+    )

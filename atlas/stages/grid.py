@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from atlas.config import GridConfig
 from atlas.errors import AtlasError
-from atlas.grid import GridLevel, grid_levels, whitening
+from atlas.grid import grid_levels, whitening
 from atlas.store import open_run
-from atlas.store.grid import write_grid
+from atlas.store.grid import GridLevel, write_grid
 from atlas.store.layout import read_layout
 
 
@@ -24,25 +26,27 @@ def grid_store(
         raise AtlasError(
             f"{layout_url} was made from another run than {run_url}: run `atlas reduce` again"
         )
-    layer = store.layer(layout.layer)
+    layer = store.read_layer(layout.layer)
     geometry = store.geometry(layout.layer)
     class_names = store.class_names
-    has_attribution = "attribution" in layer
-    valid = layer["valid"][:]
-    if "levels" in layout.attrs:  # an aligned layout names the levels it is compared at
-        options = options.updated(levels=layout.attrs["levels"])
+    valid = layer.valid[:]
+    if layout.levels is not None:  # an aligned layout names the levels it is compared at
+        options = options.updated(levels=layout.levels)
     levels = grid_levels(
-        layer["acts"],
+        layer.acts,
         layout.xy,
         options,
         valid=valid,
-        attribution=layer["attribution"] if has_attribution else None,
-        attribution_class=layer["attribution_class"] if has_attribution else None,
-        labels=layer["label"][:],
+        attribution=layer.attribution,
+        attribution_class=layer.attribution_class,
+        labels=layer.label[:],
         num_classes=len(class_names),
     )
-    positions = layer["pos"][:]
-    boxes = {size: geometry.crop_boxes(level.exemplar, positions) for size, level in levels.items()}
+    positions = layer.pos[:]
+    levels = {
+        size: replace(level, exemplar_box=geometry.crop_boxes(level.exemplar, positions))
+        for size, level in levels.items()
+    }
     attrs = {
         "layer": layout.layer,
         "run": run_url,
@@ -52,5 +56,5 @@ def grid_store(
         "min_count": options.min_count,
         "input_size": geometry.input_size,
     }
-    write_grid(grid_url, levels, boxes, whitening(layer["acts"], valid=valid), attrs)
+    write_grid(grid_url, levels, whitening(layer.acts, valid=valid), attrs)
     return levels

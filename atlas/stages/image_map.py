@@ -20,7 +20,7 @@ from atlas.progress import progress
 from atlas.reduce import configured_layout
 from atlas.rows import RowSubset, take_rows
 from atlas.store import open_run
-from atlas.store.image_map import write_image_map
+from atlas.store.image_map import MapLevel, write_image_map
 from atlas.tiles import write_pyramid
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,9 @@ def image_map_store(
     level's grid (:func:`atlas.image_map.snap_to_grid`), and write the map and each level's
     thumbnails (the model's view of the image) as deep-zoom tiles."""
     run = open_run(run_url)
-    layer = run.layer(options.layer).basename
-    if "pooled" not in run.group[layer]:
-        run.pooled(layer)  # names the problem: a store extracted without pooled vectors
-    pooled = run.group[layer]["pooled"]
-    usable = np.flatnonzero(run.group["skip_reason"][:] == "")
+    layer = run.read_layer(options.layer).name
+    pooled = run.pooled_array(layer)  # (a store extracted without it: a DataError)
+    usable = np.flatnonzero(run.images.skip_reason[:] == "")
     if len(usable) == 0:
         raise AtlasError(f"{run_url} has no usable images to map")
     xy = np.full((run.layout.n_images, 2), np.nan, np.float32)
@@ -53,14 +51,14 @@ def image_map_store(
         RowSubset(pooled, usable), reduce.updated(min_dist=options.min_dist)
     )
     levels = {
-        size: (snap_to_grid(xy, size, options.reach), cell_counts(xy, size))
+        size: MapLevel(size, snap_to_grid(xy, size, options.reach), cell_counts(xy, size))
         for size in options.levels
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     thumbs = _thumbnails(
         run,
-        sorted({int(i) for image, _ in levels.values() for i in image if i >= 0}),
+        sorted({int(i) for level in levels.values() for i in level.image if i >= 0}),
         options.thumb_size,
     )
     (out / "thumbs").mkdir(exist_ok=True)
@@ -69,9 +67,9 @@ def image_map_store(
     tiles = out / "tiles"
     tiles.mkdir(exist_ok=True)
     blank = np.zeros((options.thumb_size, options.thumb_size, 3), np.uint8)
-    for size, (image, _) in levels.items():
-        pictures = np.stack([thumbs.get(int(i), blank) for i in image])
-        shown = np.flatnonzero([int(i) in thumbs for i in image])
+    for size, level in levels.items():
+        pictures = np.stack([thumbs.get(int(i), blank) for i in level.image])
+        shown = np.flatnonzero([int(i) in thumbs for i in level.image])
         write_pyramid(pictures, shown, size, tiles / str(size), tile_size=options.tile_size)
     write_image_map(
         out,
@@ -87,7 +85,7 @@ def image_map_store(
     )
     return ImageMapSummary(
         len(usable),
-        {size: int((image >= 0).sum()) for size, (image, _) in levels.items()},
+        {size: int((level.image >= 0).sum()) for size, level in levels.items()},
         str(out),
     )
 
@@ -97,7 +95,7 @@ def _thumbnails(run, images: list[int], side: int) -> dict[int, np.ndarray]:
     scaled to ``side`` px; an image that can no longer be read is left out."""
     spec = run.model_spec()
     preprocessing = Preprocessing(spec.input_size, spec.resize_size, spec.mean, spec.std)
-    names = take_rows(run.group["image_path"], np.asarray(images, np.int64))
+    names = take_rows(run.images.image_path, np.asarray(images, np.int64))
     out = {}
     for image, name in progress(
         zip(images, names, strict=True), total=len(images), desc="thumbnails", unit="img"

@@ -26,19 +26,19 @@ def reduce_store(
     also a CSV of the layout (``x``, ``y`` and each sample's ``class``: its label, else
     its predicted class) for DVC's plots, at most ``PLOT_POINTS`` points."""
     store = open_run(run_url)
-    layer = store.layer(options.layer)
-    valid = np.flatnonzero(layer["valid"][:])
+    layer = store.read_layer(options.layer)
+    valid = np.flatnonzero(layer.valid[:])
     if len(valid) == 0:
         raise AtlasError(f"{run_url} has no usable samples to lay out")
     try:
-        xy, raw, info = configured_layout(RowSubset(layer["acts"], valid), options)
+        xy, raw, info = configured_layout(RowSubset(layer.acts, valid), options)
     except NonFiniteError as err:
         sample = int(valid[err.index])
         raise NonFiniteError(
-            f"activations of {layer['path'][sample]} (sample {sample}) contain NaN or infinity",
+            f"activations of {layer.path[sample]} (sample {sample}) contain NaN or infinity",
             sample,
         ) from None
-    n = layer["acts"].shape[0]
+    n = layer.acts.shape[0]
     full_raw = np.full((n, 2), np.nan, np.float32)
     full_xy = np.full((n, 2), np.nan, np.float32)
     full_raw[valid] = raw
@@ -50,7 +50,7 @@ def reduce_store(
         full_xy,
         full_raw,
         {
-            "layer": layer.basename,
+            "layer": layer.name,
             "run": run_url,
             "run_identity": store.identity_hash,
             "reducer": {
@@ -67,8 +67,8 @@ def reduce_store(
 def _write_plot(path: Path, store, layer, valid: np.ndarray, xy: np.ndarray, seed: int) -> None:
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(valid), min(len(valid), PLOT_POINTS), replace=False))
-    labels = layer["label"][:][valid[chosen]]
-    predicted = layer["topk_class"][:, 0][valid[chosen]]
+    labels = layer.label[:][valid[chosen]]
+    predicted = layer.topk_class[:, 0][valid[chosen]]
     names = store.class_names
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:

@@ -1,5 +1,6 @@
 """How every store of a run is opened and written: one opener for any store URL, one
-helper for arrays with named dimensions, and the config record each output carries.
+helper for arrays with named dimensions (the typed records of :mod:`atlas.store.records`
+are written through it), and the config record each output carries.
 
 A store URL is a local path or any fsspec URL (``file://``, ``s3://``, ``memory://``).
 """
@@ -47,6 +48,14 @@ class AtlasGroup:
     def folder(self) -> Path:
         """The folder the store lies in (with the files written beside it)."""
         return Path(self.url).parent
+
+    def level_group(self, size: int) -> zarr.Group:
+        """The subgroup of a store made of levels (named by their size); a
+        :class:`DataError` naming the levels there are when it has no level ``size``."""
+        if str(size) not in self.group:
+            levels = ", ".join(map(str, self.attrs["levels"]))
+            raise DataError(f"{self.url} has no level {size} (levels: {levels})")
+        return self.group[str(size)]
 
     def finish(self, attrs: Mapping[str, Any]) -> None:
         self.group.attrs["atlas"] = {"version": package_version(), **attrs}

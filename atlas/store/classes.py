@@ -7,8 +7,9 @@ Under the stage's output folder:
   ``count[cell]``, ``strength[cell, class]``, ``exemplar[cell, e]``,
   ``exemplar_box[cell, e, box]``, ``icon[cell, y, x, rgb]``, ``icon_key[cell]``,
   ``objective[cell]``, ``member[member]`` (sample indices into the run store),
-  ``member_xy[member, axis]`` and ``member_strength[member, class]``, with the atlas's
-  summary as attributes; the root's attributes name the run stores and settings;
+  ``member_xy[member, axis]`` and ``member_strength[member, class]``
+  (:class:`ClassAtlasRecord`), with the atlas's summary as attributes; the root's
+  attributes name the run stores and settings;
 - ``report.json``: the summaries of every atlas, the pair rankings, the comparisons.
 
 Class measures (``measures.json``, written by any stage that measures class atlases, such
@@ -21,15 +22,44 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zarr
 
 from atlas.store.base import ArraySpec, AtlasGroup, open_existing, open_group, write_arrays
+from atlas.store.records import Record, Values, read_record, stored
 
 KINDS = ("class", "pair", "compare")
 MEASURES = "measures.json"  # the name of class measures in an output folder
+
+
+@dataclass(frozen=True)
+class ClassAtlasRecord(Record):
+    """One class atlas as stored: its cells (ids as in the grid store), their icons, and
+    its members; ``summary`` the atlas's attributes (``size``, ``members``, ``cells``,
+    ``strength``, ``classes``, and for a pair its ``ranking``)."""
+
+    count: Values = field(metadata=stored("cell", dtype="int64"))
+    strength: Values = field(metadata=stored("cell", "class", dtype="float32"))  # summed
+    exemplar: Values = field(metadata=stored("cell", "e", dtype="int64"))  # samples; -1 pads
+    exemplar_box: Values = field(metadata=stored("cell", "e", "box", dtype="int32"))  # x0 y0 x1 y1
+    icon: Values = field(metadata=stored("cell", "y", "x", "rgb", dtype="uint8"))
+    icon_key: Values = field(metadata=stored("cell", dtype=str))  # "" for empty cells
+    objective: Values = field(metadata=stored("cell", dtype="float32"))
+    member: Values = field(metadata=stored("member", dtype="int64"))  # samples of the run
+    member_xy: Values = field(metadata=stored("member", "axis", dtype="float32"))
+    member_strength: Values = field(metadata=stored("member", "class", dtype="float32"))
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.summary["size"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.summary["classes"])
 
 
 class ClassesStore(AtlasGroup):
@@ -39,11 +69,22 @@ class ClassesStore(AtlasGroup):
     def report(self) -> dict[str, Any]:
         return json.loads((self.folder / "report.json").read_text())
 
+    @property
+    def layer(self) -> str:
+        """The layer the atlases are of."""
+        return self.attrs["layer"]
+
     def names(self, kind: str) -> list[str]:
         """The atlases of one kind (``class``, ``pair`` or ``compare``)."""
         return sorted(self.group[kind].group_keys()) if kind in self.group else []
 
+    def read_atlas(self, kind: str, name: str) -> ClassAtlasRecord:
+        """One atlas, lazily (its arrays are read where sliced)."""
+        group = self.group[f"{kind}/{name}"]
+        return read_record(ClassAtlasRecord, group, summary=dict(group.attrs))
+
     def atlas(self, kind: str, name: str) -> zarr.Group:
+        """Deprecated: the atlas's raw Zarr group; use :meth:`read_atlas`."""
         return self.group[f"{kind}/{name}"]
 
     def run_url(self, kind: str) -> str:
@@ -53,11 +94,22 @@ class ClassesStore(AtlasGroup):
     # Writing -----------------------------------------------------------------------------
 
     def write_atlas(
-        self, kind: str, name: str, arrays: Mapping[str, ArraySpec], summary: Mapping[str, Any]
+        self,
+        kind: str,
+        name: str,
+        atlas: ClassAtlasRecord | Mapping[str, ArraySpec],
+        summary: Mapping[str, Any] | None = None,
     ) -> None:
+        """Write one atlas: its arrays (one chunk each), then its summary. (Deprecated:
+        ``atlas`` as a mapping of array names to (values, dimension names) with the
+        ``summary`` beside it.)"""
         group = self.group.create_group(f"{kind}/{name}")
-        write_arrays(group, arrays)
-        group.attrs.update(dict(summary))
+        if isinstance(atlas, ClassAtlasRecord):
+            write_arrays(group, atlas.arrays())
+            summary = atlas.summary
+        else:
+            write_arrays(group, atlas)
+        group.attrs.update(dict(summary or {}))
 
     def finish_with_report(self, attrs: Mapping[str, Any], report: Mapping[str, Any]) -> None:
         self.finish(attrs)

@@ -12,20 +12,39 @@ row by row from the bottom left, as in the grid store.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
-from atlas.errors import DataError
 from atlas.store.base import AtlasGroup, open_existing, open_group, write_arrays
+from atlas.store.records import ATTRIBUTE, Record, Values, read_record, stored, write_record
+
+
+@dataclass(frozen=True)
+class MapLevel(Record):
+    """One level of the image map: ``size`` x ``size`` cells."""
+
+    size: int = field(metadata=ATTRIBUTE)
+    image: Values = field(metadata=stored("cell", dtype="int64"))  # the image shown; -1: none
+    count: Values = field(metadata=stored("cell", dtype="int64"))  # the images in the cell
 
 
 class ImageMapStore(AtlasGroup):
     @property
     def levels(self) -> list[int]:
         return list(self.attrs["levels"])
+
+    @property
+    def layer(self) -> str:
+        """The layer whose pooled vectors laid the images out."""
+        return self.attrs["layer"]
+
+    @property
+    def run_url(self) -> str:
+        return self.attrs["run"]
 
     @property
     def tiles(self) -> Path:
@@ -37,12 +56,13 @@ class ImageMapStore(AtlasGroup):
     def xy(self) -> np.ndarray:
         return self.group["xy"][:]
 
+    def read_level(self, size: int) -> MapLevel:
+        """A level, lazily (its arrays are read where sliced)."""
+        return read_record(MapLevel, self.level_group(size))
+
     def level(self, size: int) -> zarr.Group:
-        if str(size) not in self.group:
-            raise DataError(
-                f"{self.url} has no level {size} (levels: {', '.join(map(str, self.levels))})"
-            )
-        return self.group[str(size)]
+        """Deprecated: the level's raw Zarr group; use :meth:`read_level`."""
+        return self.level_group(size)
 
 
 def map_url(out_dir: str | Path) -> str:
@@ -52,17 +72,15 @@ def map_url(out_dir: str | Path) -> str:
 def write_image_map(
     out_dir: str | Path,
     xy: np.ndarray,
-    levels: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    levels: Mapping[int, MapLevel],
     attrs: Mapping[str, Any],
 ) -> ImageMapStore:
-    """Write the map: ``xy`` per image, and per level size its (image, count) per cell."""
+    """Write the map: ``xy`` per image, and its levels."""
     url = map_url(out_dir)
     group = open_group(url, mode="w", zarr_format=3)
     write_arrays(group, {"xy": (xy.astype(np.float32), ("image", "axis"))}, chunk_rows=1 << 18)
-    for size, (image, count) in levels.items():
-        sub = group.create_group(str(size))
-        sub.attrs["size"] = size
-        write_arrays(sub, {"image": (image, ("cell",)), "count": (count, ("cell",))})
+    for size, level in levels.items():
+        write_record(group.create_group(str(size)), level)
     store = ImageMapStore(group, url)
     store.finish({"levels": sorted(levels), **attrs})
     return store

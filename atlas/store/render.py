@@ -5,13 +5,15 @@
   written under a temporary name first, so a killed run leaves no half icon behind.
 - ``render.zarr``: per level (a subgroup named by its size) ``icon[cell, y, x, rgb]``
   uint8, ``icon_key[cell]`` ("" for empty cells), ``objective[cell]``,
-  ``exemplar_objective[cell]`` and ``quality[cell]`` (the icon's objective over the best
-  exemplar's); attributes give the levels, layer, grid, icon size and render settings.
+  ``exemplar_objective[cell]``, ``quality[cell]`` (the icon's objective over the best
+  exemplar's) and ``grey_share[cell]`` (:class:`RenderLevel`); attributes give the levels,
+  layer, grid, icon size and render settings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,23 @@ import zarr
 from PIL import Image, PngImagePlugin
 
 from atlas.store.base import ArraySpec, AtlasGroup, open_existing, open_group, write_arrays
+from atlas.store.records import ATTRIBUTE, Record, Values, read_record, stored, write_record
+
+CHUNK_ROWS = 1024  # cells per chunk of a level's arrays
+
+
+@dataclass(frozen=True)
+class RenderLevel(Record):
+    """One rendered level of ``size`` x ``size`` cells (cell ids as in the grid store)."""
+
+    size: int = field(metadata=ATTRIBUTE)
+    icon: Values = field(metadata=stored("cell", "y", "x", "rgb", dtype="uint8"))  # 0: empty
+    icon_key: Values = field(metadata=stored("cell", dtype=str))  # "" for empty cells
+    objective: Values = field(metadata=stored("cell", dtype="float32"))  # the icon's; NaN
+    exemplar_objective: Values = field(metadata=stored("cell", dtype="float32"))  # the best's
+    quality: Values = field(metadata=stored("cell", dtype="float32"))  # objective / the best's
+    # The share of the icon's pixels left grey (NaN for empty cells):
+    grey_share: Values = field(metadata=stored("cell", dtype="float32"))
 
 
 class IconCache:
@@ -76,15 +95,20 @@ class RenderStore(AtlasGroup):
     def icon_size(self) -> int:
         return int(self.attrs["icon_size"])
 
+    def read_level(self, size: int) -> RenderLevel:
+        """A level, lazily (its arrays are read where sliced)."""
+        return read_record(RenderLevel, self.group[str(size)])
+
     def level(self, size: int) -> zarr.Group:
+        """Deprecated: the level's raw Zarr group; use :meth:`read_level`."""
         return self.group[str(size)]
 
     def picture(self, size: int | None = None, background: int = 240) -> Image.Image:
         """A level's icons (default: the finest) laid out as on the map, top row first,
         empty cells in grey."""
         size = size or self.levels[-1]
-        level = self.level(size)
-        icons, keys = level["icon"][:], level["icon_key"][:]
+        level = self.read_level(size)
+        icons, keys = level.icon[:], level.icon_key[:]
         icons[keys == ""] = background
         px = icons.shape[1]
         rows = icons.reshape(size, size, px, px, 3)[::-1]  # row 0 is the map's bottom
@@ -94,10 +118,16 @@ class RenderStore(AtlasGroup):
         """In a notebook: the finest level's icons as a picture."""
         return self.picture()._repr_png_()
 
-    def write_level(self, size: int, arrays: Mapping[str, ArraySpec]) -> None:
+    def write_level(self, size: int, level: RenderLevel | Mapping[str, ArraySpec]) -> None:
+        """Write a rendered level. (Deprecated: ``level`` as a mapping of array names to
+        (values, dimension names), until its callers pass a :class:`RenderLevel`.)"""
         group = self.group.create_group(str(size))
+        if isinstance(level, RenderLevel):
+            assert level.size == size, (level.size, size)
+            write_record(group, level, chunk_rows=CHUNK_ROWS)
+            return
         group.attrs["size"] = size
-        write_arrays(group, arrays, chunk_rows=1024)
+        write_arrays(group, level, chunk_rows=CHUNK_ROWS)
 
 
 def render_store_url(out_dir: str | Path) -> str:

@@ -43,21 +43,23 @@ reads it.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
 import zarr
 
-from atlas.config import ExtractConfig, ModelSpec
+from atlas.channel_tops import ChannelTops, merge_task_tops
+from atlas.config import ExtractConfig, ModelSpec, hash_sections
 from atlas.data import locate
 from atlas.errors import AtlasError, DataError, choices_hint
-from atlas.store.base import create_array, group_exists, open_group
+from atlas.geometry import LayerGeometry
+from atlas.store.base import group_exists, open_group
+from atlas.store.records import Record, Values, create_record_arrays, read_record, stored
 from atlas.version import package_version
 
 if TYPE_CHECKING:
@@ -66,55 +68,73 @@ if TYPE_CHECKING:
     from atlas.models import LoadedModel
 
 
+# The identity hash was first written with json's default separators: a resumed run must
+# hash its identity exactly so (:func:`atlas.config.hash_sections` of config sections is
+# compact), or every existing store would be refused.
+IDENTITY_SEPARATORS = (", ", ": ")
+
+
 class StoreMismatchError(AtlasError, ValueError):
     """An existing store was made with another config or image list."""
 
 
 @dataclass(frozen=True)
-class LayerGeometry:
-    """A layer's output shape per image, how many samples each image gives, and the
-    receptive field of its central position: the input box (y0, x0, y1, x1) it sees."""
+class ImageIndex(Record):
+    """The run's root arrays, one row per image (``done``: per task)."""
+
+    image_path: Values = field(metadata=stored("image", dtype=str, fill=""))
+    image_label: Values = field(metadata=stored("image", dtype="int32", fill=-1))
+    skip_reason: Values = field(metadata=stored("image", dtype=str, fill=""))
+    done: Values = field(metadata=stored("task", dtype="uint8", fill=0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunLayer(Record):
+    """One layer's arrays (see the module docstring). Read from the store
+    (:meth:`RunStore.read_layer`) the arrays are Zarr arrays, read where sliced (so
+    ``acts`` may be far bigger than memory); written per task (:meth:`RunStore.write_task`)
+    they are a task's rows."""
 
     name: str
-    channels: int
-    height: int  # 0 for a vector (C,) output
-    width: int
-    samples_per_image: int
-    input_size: int = 0
-    field: tuple[int, int, int, int] | None = None
+    acts: Values = field(metadata=stored("sample", "channel", dtype="float32", fill=0.0))
+    attribution: Values = field(
+        default=None, metadata=stored("sample", "slot", dtype="float32", fill=0.0)
+    )
+    attribution_class: Values = field(
+        default=None, metadata=stored("sample", "slot", dtype="int32", fill=-1)
+    )
+    path: Values = field(metadata=stored("sample", dtype=str, fill=""))
+    label: Values = field(metadata=stored("sample", dtype="int32", fill=-1))
+    image: Values = field(metadata=stored("sample", dtype="int64", fill=-1))
+    pos: Values = field(metadata=stored("sample", "yx", dtype="int32", fill=-1))
+    valid: Values = field(metadata=stored("sample", dtype="bool", fill=False))
+    topk_class: Values = field(metadata=stored("sample", "k", dtype="int32", fill=-1))
+    topk_prob: Values = field(metadata=stored("sample", "k", dtype="float32", fill=0.0))
+    # Absent from stores extracted before pooled vectors were kept:
+    pooled: Values = field(
+        default=None, metadata=stored("image", "channel", dtype="float32", fill=0.0)
+    )
+    channel_top_value: Values = field(
+        default=None, metadata=stored("task", "channel", "rank", dtype="float32", fill=0.0)
+    )
+    channel_top_image: Values = field(
+        default=None, metadata=stored("task", "channel", "rank", dtype="int64", fill=-1)
+    )
+    channel_top_pos: Values = field(
+        default=None, metadata=stored("task", "channel", "rank", "yx", dtype="int32", fill=-1)
+    )
 
     @property
-    def spatial(self) -> bool:
-        return self.height > 0
+    def has_attribution(self) -> bool:
+        return self.attribution is not None
 
-    def field_box(self, y: int, x: int) -> tuple[int, int, int, int]:
-        """The input box (x0, y0, x1, y1), in pixels, that position (y, x) sees: the
-        central field shifted by the layer's stride, reaching past the image's edges
-        where the field does. The whole image for the spatial mean (y < 0) or a vector
-        layer."""
-        size = self.input_size
-        if not self.spatial or self.field is None or y < 0:
-            return (0, 0, size, size)
-        y0, x0, y1, x1 = self.field
-        dy = round((y - self.height // 2) * size / self.height)
-        dx = round((x - self.width // 2) * size / self.width)
-        return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+    @property
+    def has_channel_tops(self) -> bool:
+        return self.channel_top_image is not None
 
-    def crop_box(self, y: int, x: int) -> tuple[int, int, int, int]:
-        """:meth:`field_box` clipped to the image."""
-        x0, y0, x1, y1 = self.field_box(y, x)
-        size = self.input_size
-        return (max(0, x0), max(0, y0), min(size, x1), min(size, y1))
-
-    def crop_boxes(self, samples: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """:meth:`crop_box` of every sample index in ``samples`` (any shape; -1 pads, whose
-        box is zeros), given every sample's position ``positions`` (N, 2): shape
-        ``(*samples.shape, 4)`` int32."""
-        boxes = np.zeros((*samples.shape, 4), np.int32)
-        for index, sample in np.ndenumerate(samples):
-            if sample >= 0:
-                boxes[index] = self.crop_box(*positions[sample])
-        return boxes
+    def channel_top_arrays(self) -> tuple[Values, Values, Values]:
+        """(value, image, pos) of every task's channel tops."""
+        return self.channel_top_value, self.channel_top_image, self.channel_top_pos
 
 
 @dataclass(frozen=True)
@@ -136,64 +156,6 @@ class RunLayout:
         return slice(task * self.chunk_size, min((task + 1) * self.chunk_size, self.n_images))
 
 
-MERGE_CANDIDATES = 4_000_000  # channel-top candidates read per block while merging tasks
-
-
-@dataclass(frozen=True)
-class ChannelTops:
-    """A ranking of images per channel, best first: ``value`` (C, k) float32, the channel's
-    largest value anywhere in the image's map; ``image`` (C, k) int64, the image's global
-    index (-1 pads, with value 0 and position -1); ``pos`` (C, k, 2) int32, the (y, x) of
-    that value in the map."""
-
-    value: np.ndarray
-    image: np.ndarray
-    pos: np.ndarray
-
-    @classmethod
-    def empty(cls, channels: int, k: int) -> ChannelTops:
-        return cls(
-            np.zeros((channels, k), np.float32),
-            np.full((channels, k), -1, np.int64),
-            np.full((channels, k, 2), -1, np.int32),
-        )
-
-    @classmethod
-    def select(cls, value: np.ndarray, image: np.ndarray, pos: np.ndarray, k: int) -> ChannelTops:
-        """The ``k`` best of each channel's candidates ``value``, ``image`` (C, M) and
-        ``pos`` (C, M, 2): largest value first, ties to the lower image index; candidates
-        with image -1 or a NaN value are not images and only pad."""
-        pad = (image < 0) | np.isnan(value)
-        primary = np.where(pad, np.inf, -value.astype(np.float64))
-        secondary = np.where(pad, np.iinfo(np.int64).max, image)
-        order = np.lexsort((secondary, primary), axis=-1)[:, :k]
-        top = cls.empty(value.shape[0], k)
-        taken = order.shape[1]
-        keep = ~np.take_along_axis(pad, order, axis=1)
-        top.value[:, :taken] = np.where(keep, np.take_along_axis(value, order, axis=1), 0)
-        top.image[:, :taken] = np.where(keep, np.take_along_axis(image, order, axis=1), -1)
-        top.pos[:, :taken] = np.where(
-            keep[..., None], np.take_along_axis(pos, order[..., None], axis=1), -1
-        )
-        return top
-
-    def merged(self, value: np.ndarray, image: np.ndarray, pos: np.ndarray) -> ChannelTops:
-        """This ranking merged with the rankings of more tasks: ``value``, ``image``
-        (T, C, k) and ``pos`` (T, C, k, 2), as the store holds them."""
-        channels, k = self.value.shape
-
-        def candidates(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
-            theirs = np.moveaxis(theirs, 0, 1).reshape(channels, -1, *mine.shape[2:])
-            return np.concatenate([mine, theirs.astype(mine.dtype)], axis=1)
-
-        return ChannelTops.select(
-            candidates(self.value, value),
-            candidates(self.image, image),
-            candidates(self.pos, pos),
-            k,
-        )
-
-
 class RunStore:
     """A run's store opened for reading or for writing tasks."""
 
@@ -205,7 +167,7 @@ class RunStore:
         self.layout = RunLayout(
             n_images=meta["n_images"],
             chunk_size=meta["chunk_size"],
-            layers=tuple(_geometry(g) for g in meta["layers"]),
+            layers=tuple(LayerGeometry.from_stored(g) for g in meta["layers"]),
             topk=meta["topk"],
             attribution_slots=meta["attribution_slots"],
             channel_top=meta.get("channel_top", 0),
@@ -263,8 +225,21 @@ class RunStore:
                 return g
         raise KeyError(layer)
 
+    def read_layer(self, name: str | None = None) -> RunLayer:
+        """One layer's arrays (the only layer's when ``name`` is None), lazily."""
+        group = self._layer_group(name)
+        return read_record(RunLayer, group, name=group.basename)
+
+    @property
+    def images(self) -> ImageIndex:
+        """The image index (paths, labels, skip reasons, tasks done), lazily."""
+        return read_record(ImageIndex, self.group)
+
     def layer(self, name: str | None = None) -> zarr.Group:
-        """The subgroup of one layer (the only one when ``name`` is None)."""
+        """Deprecated: one layer's raw Zarr group; use :meth:`read_layer`."""
+        return self._layer_group(name)
+
+    def _layer_group(self, name: str | None) -> zarr.Group:
         names = self.layer_names
         if name is None:
             if len(names) != 1:
@@ -279,89 +254,83 @@ class RunStore:
     def image_names(self, images: np.ndarray | None = None) -> np.ndarray:
         """The names (paths relative to the image root) of the images with global indices
         ``images`` (default: all), in that order."""
+        names = self.images.image_path
         if images is None:
-            return np.asarray(self.group["image_path"][:])
+            return np.asarray(names[:])
         images = np.asarray(images, dtype=np.int64)
         if not len(images):
             return np.zeros(0, dtype=str)
-        return np.asarray(self.group["image_path"].get_coordinate_selection(images))
+        return np.asarray(names.get_coordinate_selection(images))
 
     def image_valid(self) -> np.ndarray:
         """(n_images,) bool: the images that were decoded and extracted (their task is done
         and they were not skipped)."""
-        done = np.repeat(self.group["done"][:] == 1, self.layout.chunk_size)
-        return done[: self.layout.n_images] & (self.group["skip_reason"][:] == "")
+        index = self.images
+        done = np.repeat(index.done[:] == 1, self.layout.chunk_size)
+        return done[: self.layout.n_images] & (index.skip_reason[:] == "")
 
     def pooled(self, layer: str | None = None) -> np.ndarray:
         """The layer's whole-image embeddings: (n_images, channels) float32, row i the
         spatial mean of the layer's output for image i (``image_path[i]``), or the vector
         itself for a vector layer. Every image has its row; rows of images not extracted
         are zeros, so select with :meth:`image_valid`. (For runs too big for memory, read
-        ``layer(name)["pooled"]`` by blocks.)"""
-        group = self.layer(layer)
-        if "pooled" not in group:
+        :meth:`pooled_array` by blocks.)"""
+        return np.asarray(self.pooled_array(layer)[:], dtype=np.float32)
+
+    def pooled_array(self, layer: str | None = None) -> Values:
+        """The layer's ``pooled`` array (n_images, channels), lazily; a :class:`DataError`
+        for a store extracted without it."""
+        pooled = self.read_layer(layer).pooled
+        if pooled is None:
             raise DataError(
                 f"{self.url} has no pooled activations (extracted by an older atlas): "
                 "extract it again with --overwrite"
             )
-        return np.asarray(group["pooled"][:], dtype=np.float32)
+        return pooled
 
     @property
     def channel_top_layers(self) -> list[str]:
         """The layers whose channels' top images were recorded during extraction."""
-        return [name for name in self.layer_names if "channel_top_image" in self.group[name]]
+        return [name for name in self.layer_names if self.read_layer(name).has_channel_tops]
 
     def channel_tops(self, layer: str | None = None) -> ChannelTops:
         """The run's top images for every channel of a spatial layer (Zeiler & Fergus
         exemplars): the tasks' own rankings merged in one streaming pass over them, a
         block of tasks at a time. Ties go to the lower image index; tasks not yet done
         count as empty."""
-        group = self.layer(layer)
-        if "channel_top_image" not in group:
+        arrays = self.read_layer(layer)
+        if not arrays.has_channel_tops:
             raise DataError(
-                f"{self.url} has no channel tops for layer {group.attrs['layer']!r} "
+                f"{self.url} has no channel tops for layer {arrays.name!r} "
                 + choices_hint("", self.channel_top_layers, label="layers with them")
                 + "; extract with extract.channel_top > 0 (a spatial layer)"
             )
-        values, images, positions = (
-            group[name] for name in ("channel_top_value", "channel_top_image", "channel_top_pos")
-        )
-        n_tasks, channels, k = values.shape
-        best = ChannelTops.empty(channels, k)
-        block = max(1, MERGE_CANDIDATES // max(1, channels * k))
-        for start in range(0, n_tasks, block):
-            tasks = slice(start, min(start + block, n_tasks))
-            best = best.merged(
-                np.asarray(values[tasks]), np.asarray(images[tasks]), np.asarray(positions[tasks])
-            )
-        return best
+        return merge_task_tops(*arrays.channel_top_arrays())
 
     def pending_tasks(self) -> list[int]:
-        done = self.group["done"][:]
+        done = self.images.done[:]
         return [int(t) for t in np.flatnonzero(done == 0)]
 
     def skipped(self) -> list[tuple[str, str]]:
         """(path, reason) of every image that could not be used, in image order."""
-        reasons = self.group["skip_reason"][:]
+        index = self.images
+        reasons = index.skip_reason[:]
         bad = np.flatnonzero(reasons != "")
         if not len(bad):
             return []
-        paths = self.group["image_path"][:]
+        paths = index.image_path[:]
         return [(str(paths[i]), str(reasons[i])) for i in bad]
 
     # Writing -----------------------------------------------------------------------------
 
     def write_task(
-        self,
-        task: int,
-        image_columns: Mapping[str, np.ndarray],
-        layer_columns: Mapping[str, Mapping[str, np.ndarray]],
+        self, task: int, skip_reason: np.ndarray, layers: Mapping[str, RunLayer]
     ) -> None:
-        """Write one task's slice of every array, then mark the task done. An array's
+        """Write one task's slice of every array, then mark the task done: each image's
+        ``skip_reason`` ("" for those used) and every layer's present arrays. An array's
         first dimension names the slice: the task's samples, its images, or its own row."""
         images = self.layout.images_of(task)
-        for name, values in image_columns.items():
-            self.group[name][images] = values
+        self.group["skip_reason"][images] = skip_reason
         for geometry in self.layout.layers:
             per = geometry.samples_per_image
             regions = {
@@ -370,9 +339,8 @@ class RunStore:
                 "task": task,
             }
             group = self.group[geometry.name]
-            for name, values in layer_columns[geometry.name].items():
-                array = group[name]
-                array[regions[array.metadata.dimension_names[0]]] = values
+            for name, (values, dims) in layers[geometry.name].arrays().items():
+                group[name][regions[dims[0]]] = values
         self.group["done"][task] = 1
 
 
@@ -408,7 +376,7 @@ def create_run(
     made from another identity is refused unless ``overwrite``.
     """
     identity = json.loads(json.dumps(identity, default=str))  # tuples and lists compare alike
-    identity_hash = _hash(identity)
+    identity_hash = hash_sections(identity, separators=IDENTITY_SEPARATORS)
     if group_exists(url):
         existing = open_group(url, mode="r+")
         meta = dict(existing.attrs.get("atlas", {}))
@@ -428,21 +396,24 @@ def create_run(
         "n_images": layout.n_images,
         "chunk_size": layout.chunk_size,
         "n_tasks": layout.n_tasks,
-        "layers": [g.__dict__ for g in layout.layers],
+        "layers": [g.stored() for g in layout.layers],
         "topk": layout.topk,
         "attribution_slots": layout.attribution_slots,
         "channel_top": layout.channel_top,
         "class_names": list(class_names),
         "image_root": image_root,
     }
-    image = ("image",)
-    chunk = layout.chunk_size
-    create_array(group, "image_path", (layout.n_images,), (chunk,), str, image, "")
-    create_array(group, "image_label", (layout.n_images,), (chunk,), "int32", image, -1)
-    create_array(group, "skip_reason", (layout.n_images,), (chunk,), str, image, "")
-    create_array(group, "done", (layout.n_tasks,), (1,), "uint8", ("task",), 0)
-    group["image_path"][:] = np.asarray(records_path, dtype=str)
-    group["image_label"][:] = np.asarray(
+    n_images, chunk = layout.n_images, layout.chunk_size
+    create_record_arrays(
+        group,
+        ImageIndex,
+        {name: (n_images,) for name in ("image_path", "image_label", "skip_reason")}
+        | {"done": (layout.n_tasks,)},
+        {name: (chunk,) for name in ("image_path", "image_label", "skip_reason")} | {"done": (1,)},
+    )
+    index = read_record(ImageIndex, group)
+    index.image_path[:] = np.asarray(records_path, dtype=str)
+    index.image_label[:] = np.asarray(
         [-1 if v is None else v for v in records_label], dtype="int32"
     )
     for g in layout.layers:
@@ -457,48 +428,8 @@ def create_run(
                 "channel_top": layout.channel_top if g.spatial else 0,
             }
         )
-        n, c = layout.n_images * g.samples_per_image, chunk * g.samples_per_image
-        sample = ("sample",)
-        create_array(
-            sub, "acts", (n, g.channels), (c, g.channels), "float32", ("sample", "channel"), 0.0
-        )
-        if layout.attribution_slots:
-            slots = (n, layout.attribution_slots)
-            create_array(
-                sub, "attribution", slots, (c, slots[1]), "float32", ("sample", "slot"), 0.0
-            )
-            create_array(
-                sub, "attribution_class", slots, (c, slots[1]), "int32", ("sample", "slot"), -1
-            )
-        create_array(sub, "path", (n,), (c,), str, sample, "")
-        create_array(sub, "label", (n,), (c,), "int32", sample, -1)
-        create_array(sub, "image", (n,), (c,), "int64", sample, -1)
-        create_array(sub, "pos", (n, 2), (c, 2), "int32", ("sample", "yx"), -1)
-        create_array(sub, "valid", (n,), (c,), "bool", sample, False)
-        create_array(
-            sub, "topk_class", (n, layout.topk), (c, layout.topk), "int32", ("sample", "k"), -1
-        )
-        create_array(
-            sub, "topk_prob", (n, layout.topk), (c, layout.topk), "float32", ("sample", "k"), 0.0
-        )
-        create_array(
-            sub,
-            "pooled",
-            (layout.n_images, g.channels),
-            (chunk, g.channels),
-            "float32",
-            ("image", "channel"),
-            0.0,
-        )
-        if g.spatial and layout.channel_top:
-            tops = (layout.n_tasks, g.channels, layout.channel_top)
-            per_task = (1, *tops[1:])
-            dims = ("task", "channel", "rank")
-            create_array(sub, "channel_top_value", tops, per_task, "float32", dims, 0.0)
-            create_array(sub, "channel_top_image", tops, per_task, "int64", dims, -1)
-            create_array(
-                sub, "channel_top_pos", (*tops, 2), (*per_task, 2), "int32", (*dims, "yx"), -1
-            )
+        shapes, chunks = _layer_shapes(layout, g)
+        create_record_arrays(sub, RunLayer, shapes, chunks)
     group.attrs["atlas"] = meta  # last: a store without it is an unfinished creation
     return RunStore(group, url)
 
@@ -521,15 +452,33 @@ def sibling(url: str, name: str) -> str:
     return f"{head}{sep}{name}" if sep else name
 
 
-def _geometry(fields: Mapping[str, Any]) -> LayerGeometry:
-    field = fields.get("field")
-    return LayerGeometry(**{**fields, "field": tuple(field) if field else None})
-
-
-def _hash(identity: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
+def _layer_shapes(layout: RunLayout, g: LayerGeometry) -> tuple[dict, dict]:
+    """The shapes and chunks of a layer's arrays: a task's rows per chunk (its own row of
+    the channel tops), only the arrays the layout asks for."""
+    n, c = layout.n_images * g.samples_per_image, layout.chunk_size * g.samples_per_image
+    shapes = {
+        "acts": (n, g.channels),
+        "path": (n,),
+        "label": (n,),
+        "image": (n,),
+        "pos": (n, 2),
+        "valid": (n,),
+        "topk_class": (n, layout.topk),
+        "topk_prob": (n, layout.topk),
+        "pooled": (layout.n_images, g.channels),
+    }
+    if layout.attribution_slots:
+        shapes["attribution"] = shapes["attribution_class"] = (n, layout.attribution_slots)
+    if g.spatial and layout.channel_top:
+        tops = (layout.n_tasks, g.channels, layout.channel_top)
+        shapes["channel_top_value"] = shapes["channel_top_image"] = tops
+        shapes["channel_top_pos"] = (*tops, 2)
+    chunks = {name: (c, *shape[1:]) for name, shape in shapes.items()}
+    chunks["pooled"] = (layout.chunk_size, g.channels)
+    for name in ("channel_top_value", "channel_top_image", "channel_top_pos"):
+        if name in shapes:
+            chunks[name] = (1, *shapes[name][1:])
+    return shapes, chunks
 
 
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str:
