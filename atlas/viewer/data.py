@@ -1,8 +1,7 @@
 """What the site's pages read from the stores, as plain NumPy arrays and values.
 
-Every store array and attribute the viewer reads is named here and nowhere else in
-:mod:`atlas.viewer`: the pages receive these small records, so a change of a store's
-layout is a change of this module only.
+The stores hand out their records (:mod:`atlas.store`); this module takes from them
+what each page shows, so the pages receive small in-memory records and never a store.
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ import numpy as np
 from atlas.rows import take_rows
 from atlas.store import RunStore, open_run
 from atlas.store.classes import ClassesStore
-from atlas.store.grid import GridStore, open_grid
+from atlas.store.grid import GridLevel, GridStore, open_grid
 from atlas.store.image_map import ImageMapStore
 from atlas.store.layout import Layout, read_layout
-from atlas.store.render import RenderStore, open_render
+from atlas.store.render import RenderLevel, RenderStore, open_render
 from atlas.store.reports import report_pages as report_pages  # the pages' links to reports
 
 
@@ -39,19 +38,19 @@ class AtlasLevel:
     quality: np.ndarray  # (cells,)
 
 
-def level_arrays(level, icons, exemplars: int | None = None) -> AtlasLevel:
-    """An :class:`AtlasLevel` from a grid level's group and its render level's group
-    (any mappings of arrays with those names), the first ``exemplars`` of each cell."""
+def level_arrays(level: GridLevel, icons: RenderLevel, exemplars: int | None = None) -> AtlasLevel:
+    """An :class:`AtlasLevel` from a grid level and its render level (records, read lazily
+    or in memory), the first ``exemplars`` of each cell."""
     return AtlasLevel(
-        count=level["count"][:],
-        top_class=level["top_class"][:],
-        top_class_share=level["top_class_share"][:],
-        top_label=level["top_label"][:],
-        top_label_count=level["top_label_count"][:],
-        exemplar=level["exemplar"][:, :exemplars],
-        exemplar_box=level["exemplar_box"][:, :exemplars],
-        icon_key=icons["icon_key"][:],
-        quality=icons["quality"][:],
+        count=level.count[:],
+        top_class=level.top_class[:],
+        top_class_share=level.top_class_share[:],
+        top_label=level.top_label[:],
+        top_label_count=level.top_label_count[:],
+        exemplar=level.exemplar[:, :exemplars],
+        exemplar_box=level.exemplar_box[:, :exemplars],
+        icon_key=icons.icon_key[:],
+        quality=icons.quality[:],
     )
 
 
@@ -59,7 +58,7 @@ def atlas_level(
     grid: GridStore, renders: RenderStore, size: int, exemplars: int | None = None
 ) -> AtlasLevel:
     """The level of ``size`` cells per side, with its icons."""
-    return level_arrays(grid.level(size), renders.level(size), exemplars)
+    return level_arrays(grid.read_level(size), renders.read_level(size), exemplars)
 
 
 @dataclass(frozen=True)
@@ -72,22 +71,22 @@ class LevelSummary:
 
 
 def level_summary(grid: GridStore, size: int) -> LevelSummary:
-    level = grid.level(size)
+    level = grid.read_level(size)
     return LevelSummary(
-        count=level["count"][:],
-        top_class=level["top_class"][:, 0],
-        share=level["top_class_share"][:, 0],
+        count=level.count[:],
+        top_class=level.top_class[:, 0],
+        share=level.top_class_share[:, 0],
     )
 
 
 def sample_images(run: RunStore, layer: str) -> np.ndarray:
     """Each sample's image, by its path relative to the image source's root."""
-    return run.layer(layer)["path"][:]
+    return run.read_layer(layer).path[:]
 
 
 def valid_samples(run: RunStore, layer: str) -> int:
     """How many of the layer's samples hold an activation."""
-    return int(run.layer(layer)["valid"][:].sum())
+    return int(run.read_layer(layer).valid[:].sum())
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,8 @@ class ClassAtlas:
 
 
 def class_atlas(store: ClassesStore, kind: str, name: str) -> ClassAtlas:
-    group = store.atlas(kind, name)
-    return ClassAtlas(icon=group["icon"][:], count=group["count"][:])
+    atlas = store.read_atlas(kind, name)
+    return ClassAtlas(icon=atlas.icon[:], count=atlas.count[:])
 
 
 @dataclass(frozen=True)
@@ -114,11 +113,11 @@ class PairCells:
 
 
 def pair_cells(store: ClassesStore, name: str) -> PairCells:
-    group = store.atlas("pair", name)
+    group = store.read_atlas("pair", name)
     return PairCells(
-        exemplar=group["exemplar"][:],
-        exemplar_box=group["exemplar_box"][:],
-        strength=group["strength"][:],
+        exemplar=group.exemplar[:],
+        exemplar_box=group.exemplar_box[:],
+        strength=group.strength[:],
     )
 
 
@@ -142,7 +141,7 @@ def open_aligned(folder: str | Path) -> AlignedAtlas:
         layout=layout,
         grid=open_grid(str(folder / "grid.zarr")),
         renders=open_render(folder / "render"),
-        run=open_run(layout.attrs["run"]),
+        run=open_run(layout.run_url),
     )
 
 
@@ -161,22 +160,21 @@ class AlignmentFigures:
 
 
 def alignment(aligned: AlignedAtlas) -> AlignmentFigures:
-    attrs = aligned.layout.attrs
-    figures = attrs["alignment"]
+    figures = aligned.layout.alignment
     return AlignmentFigures(
         samples=figures["samples"],
         within_one_cell=figures["within_one_cell"],
         neighbours_aligned=figures["neighbours_aligned"],
         neighbours_run_layout=figures["neighbours_run_layout"],
         neighbours_k=figures["neighbours_k"],
-        left_layer=attrs["aligned_with"]["layer"],
+        left_layer=aligned.layout.aligned_with["layer"],
         right_layer=aligned.layout.layer,
     )
 
 
 def image_map_facts(image_map: ImageMapStore) -> tuple[str, int]:
     """The image map's layer and how many images it lays out."""
-    return image_map.attrs["layer"], int(np.isfinite(image_map.xy()).all(axis=1).sum())
+    return image_map.layer, int(np.isfinite(image_map.xy()).all(axis=1).sum())
 
 
 @dataclass(frozen=True)
@@ -194,20 +192,21 @@ class ImageMapLevel:
 
 def image_map_level(image_map: ImageMapStore, run: RunStore, size: int) -> ImageMapLevel:
     """The level of ``size`` cells per side; only the shown images' rows are read."""
-    layer = image_map.attrs["layer"]
-    level = image_map.level(size)
-    image, count = level["image"][:], level["count"][:]
+    layer = image_map.layer
+    level = image_map.read_level(size)
+    image, count = level.image[:], level.count[:]
     cells = np.flatnonzero(image >= 0)
     shown = image[cells]
     if not len(shown):
         none = np.empty(0)
         return ImageMapLevel(cells, shown, none, none, none, count)
     per = run.geometry(layer).samples_per_image
+    index = run.images
     return ImageMapLevel(
         cells=cells,
         images=shown,
-        names=take_rows(run.group["image_path"], shown),
-        labels=take_rows(run.group["image_label"], shown),
-        predicted=take_rows(run.layer(layer)["topk_class"], shown * per)[:, 0],
+        names=take_rows(index.image_path, shown),
+        labels=take_rows(index.image_label, shown),
+        predicted=take_rows(run.read_layer(layer).topk_class, shown * per)[:, 0],
         count=count,
     )

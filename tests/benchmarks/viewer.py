@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pyvips
-import zarr
 
-from atlas.store.render import IconCache
+from atlas.store.grid import GridLevel
+from atlas.store.render import IconCache, RenderLevel
 from atlas.viewer.atlas_page import write_level
 from atlas.viewer.browser import launch, wait_until
 from atlas.viewer.build import STATIC
@@ -52,17 +52,30 @@ def synthetic_site(root: Path, size: int, icon: int, classes: int = 1000) -> Pat
     mosaic.dzsave(
         str(site / "tiles" / str(size)), tile_size=256, overlap=0, suffix=".png", layout="dz"
     )
-    level = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
-    level["count"] = rng.integers(3, 50, cells)
-    level["top_class"] = rng.integers(0, classes, (cells, 5)).astype(np.int32)
-    level["top_class_share"] = rng.random((cells, 5)).astype(np.float32)
-    level["top_label"] = rng.integers(0, classes, (cells, 5)).astype(np.int32)
-    level["top_label_count"] = rng.integers(1, 9, (cells, 5))
-    level["exemplar"] = np.full((cells, 4), -1, np.int64)
-    level["exemplar_box"] = np.zeros((cells, 4, 4), np.int32)
-    icons = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
-    icons["icon_key"] = np.array([""] * cells)
-    icons["quality"] = rng.random(cells).astype(np.float32)
+    k = 5
+    level = GridLevel(
+        size=size,
+        count=rng.integers(3, 50, cells),
+        mean=np.zeros((cells, 1), np.float32),
+        top_class=rng.integers(0, classes, (cells, k)).astype(np.int32),
+        top_class_attribution=np.zeros((cells, k), np.float32),
+        top_class_share=rng.random((cells, k)).astype(np.float32),
+        top_label=rng.integers(0, classes, (cells, k)).astype(np.int32),
+        top_label_count=rng.integers(1, 9, (cells, k)),
+        exemplar=np.full((cells, 4), -1, np.int64),
+        exemplar_distance=np.zeros((cells, 4), np.float32),
+        exemplar_box=np.zeros((cells, 4, 4), np.int32),
+    )
+    nan = np.full(cells, np.nan, np.float32)
+    icons = RenderLevel(
+        size=size,
+        icon=np.zeros((cells, 1, 1, 3), np.uint8),
+        icon_key=np.array([""] * cells),
+        objective=nan,
+        exemplar_objective=nan,
+        quality=rng.random(cells).astype(np.float32),
+        grey_share=nan,
+    )
 
     class NoCrops:
         paths = ()
@@ -81,7 +94,7 @@ def synthetic_site(root: Path, size: int, icon: int, classes: int = 1000) -> Pat
         "version": "bench",
         "model": "synthetic",
         "layer": "-",
-        "samples": int(level["count"][:].sum()),
+        "samples": int(level.count.sum()),
         "classes": [f"class {i}" for i in range(classes)],
         "icon_size": icon,
         "block": 16,
