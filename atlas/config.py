@@ -371,18 +371,25 @@ class AttributeConfig(Section):
         "layercam, eigencam); default: the output of the last block",
     )
     occlusion_window: PositiveInt | None = Field(
-        default=None, description="window side in px; default: the input size / 7"
+        default=None,
+        description="occlusion window side in px; default: the input size / 7, at least 2 "
+        "(32 px at 224)",
     )
     occlusion_stride: PositiveInt | None = Field(
-        default=None, description="px between windows; default: half the window"
+        default=None, description="px between occlusion windows; default: half the window"
     )
     occlusion_baseline: float = Field(
-        default=0.0, description="fill value, in normalized input units"
+        default=0.0, description="occlusion fill value, in normalized input units"
     )
     perturbations_per_eval: PositiveInt = Field(default=64, description="occlusion batch (memory)")
-    ig_steps: PositiveInt = 32
-    smoothgrad_samples: PositiveInt = 16
-    smoothgrad_noise: float = Field(default=0.15, gt=0, description="of the input's range")
+    ig_steps: PositiveInt = Field(
+        default=32, description="integrated gradients: steps from the black image"
+    )
+    smoothgrad_samples: PositiveInt = Field(default=16, description="SmoothGrad: noisy copies")
+    smoothgrad_noise: float = Field(
+        default=0.15, gt=0, description="SmoothGrad: noise std, a share of the input's range"
+    )
+    smoothgrad_seed: int = Field(default=0, description="SmoothGrad: seed of the noise draws")
     internal_batch_size: PositiveInt = Field(
         default=32, description="integrated gradients batch (memory)"
     )
@@ -428,6 +435,13 @@ class AttributeConfig(Section):
         if isinstance(value, str) and value not in ("pred", "label") and not value.isdigit():
             raise ValueError("target must be 'pred', 'label' or a class index")
         return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    def occlusion_geometry(self, input_size: int) -> tuple[int, int]:
+        """Occlusion's (window, stride) in px at ``input_size``: the ones set, else a
+        window of a seventh of the side and a stride of half the window, the same share of
+        the image whatever its size."""
+        window = self.occlusion_window or max(2, round(input_size / 7))
+        return window, self.occlusion_stride or max(1, window // 2)
 
 
 class ReportConfig(Section):
