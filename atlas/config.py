@@ -53,13 +53,16 @@ class Section(BaseModel):
 class ModelSpec(Section):
     """Which network to load and how its inputs are prepared.
 
-    ``arch`` is a torchvision classification model name (``resnet18``, ``googlenet``)
-    or ``package.module:callable``; it may be left out when ``weights`` is a checkpoint
+    ``arch`` names the model in its family (:mod:`atlas.models`): a torchvision
+    classification model name (``resnet18``, ``googlenet``), ``timm:<name>``,
+    ``hf:<folder or hub id>`` (a Hugging Face image classifier) or
+    ``package.module:callable``; it may be left out when ``weights`` is a checkpoint
     written by ``atlas train``, which records it. ``weights`` is a local file
     (``.pt``/``.pth``/``.safetensors``), a torchvision weights name (``DEFAULT``,
-    ``IMAGENET1K_V1``; downloaded, so only where there is internet) or null for random
-    initialization. Preprocessing fields left null come from the weights (torchvision
-    enum or atlas checkpoint) or fall back to ImageNet's 224 px statistics.
+    ``IMAGENET1K_V1``), ``pretrained`` (timm's or Hugging Face's own), all downloaded so
+    only where there is internet, or null for random initialization. Preprocessing fields
+    left null come from the checkpoint, then the family (torchvision's weights, timm's data
+    config, the Hugging Face image processor), then ImageNet's 224 px statistics.
     """
 
     arch: str | None = None

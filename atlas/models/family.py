@@ -48,11 +48,14 @@ class Gates:
     compute it, out of place and in place, whether called as functions or by their modules
     (``nn.ReLU`` calls ``F.relu``). ``not_gates``: functions of activations that gate too
     but are not rectified the guided way (``nn.ReLU6`` calls ``F.hardtanh``), so that a
-    method can say where its rule does not reach."""
+    method can say where its rule does not reach. ``modules``: the gates' module types,
+    for rules that hook modules rather than functions (Lucid's redirected ReLU,
+    :mod:`atlas.featvis.relu`)."""
 
     out_of_place: frozenset
     in_place: frozenset
     not_gates: frozenset = frozenset()
+    modules: tuple[type[nn.Module], ...] = (nn.ReLU,)
 
     def __contains__(self, func: Any) -> bool:
         return func in self.out_of_place or func in self.in_place
