@@ -51,13 +51,16 @@ class Section(BaseModel):
 class ModelSpec(Section):
     """Which network to load and how its inputs are prepared.
 
-    ``arch`` is a torchvision classification model name (``resnet18``, ``googlenet``)
-    or ``package.module:callable``; it may be left out when ``weights`` is a checkpoint
+    ``arch`` names the model in its family (:mod:`atlas.models`): a torchvision
+    classification model name (``resnet18``, ``googlenet``), ``timm:<name>``,
+    ``hf:<folder or hub id>`` (a Hugging Face image classifier) or
+    ``package.module:callable``; it may be left out when ``weights`` is a checkpoint
     written by ``atlas train``, which records it. ``weights`` is a local file
     (``.pt``/``.pth``/``.safetensors``), a torchvision weights name (``DEFAULT``,
-    ``IMAGENET1K_V1``; downloaded, so only where there is internet) or null for random
-    initialization. Preprocessing fields left null come from the weights (torchvision
-    enum or atlas checkpoint) or fall back to ImageNet's 224 px statistics.
+    ``IMAGENET1K_V1``), ``pretrained`` (timm's or Hugging Face's own), all downloaded so
+    only where there is internet, or null for random initialization. Preprocessing fields
+    left null come from the checkpoint, then the family (torchvision's weights, timm's data
+    config, the Hugging Face image processor), then ImageNet's 224 px statistics.
     """
 
     arch: str | None = None
@@ -369,18 +372,25 @@ class AttributeConfig(Section):
         "layercam, eigencam); default: the output of the last block",
     )
     occlusion_window: PositiveInt | None = Field(
-        default=None, description="window side in px; default: the input size / 7"
+        default=None,
+        description="occlusion window side in px; default: the input size / 7, at least 2 "
+        "(32 px at 224)",
     )
     occlusion_stride: PositiveInt | None = Field(
-        default=None, description="px between windows; default: half the window"
+        default=None, description="px between occlusion windows; default: half the window"
     )
     occlusion_baseline: float = Field(
-        default=0.0, description="fill value, in normalized input units"
+        default=0.0, description="occlusion fill value, in normalized input units"
     )
     perturbations_per_eval: PositiveInt = Field(default=64, description="occlusion batch (memory)")
-    ig_steps: PositiveInt = 32
-    smoothgrad_samples: PositiveInt = 16
-    smoothgrad_noise: float = Field(default=0.15, gt=0, description="of the input's range")
+    ig_steps: PositiveInt = Field(
+        default=32, description="integrated gradients: steps from the black image"
+    )
+    smoothgrad_samples: PositiveInt = Field(default=16, description="SmoothGrad: noisy copies")
+    smoothgrad_noise: float = Field(
+        default=0.15, gt=0, description="SmoothGrad: noise std, a share of the input's range"
+    )
+    smoothgrad_seed: int = Field(default=0, description="SmoothGrad: seed of the noise draws")
     internal_batch_size: PositiveInt = Field(
         default=32, description="integrated gradients batch (memory)"
     )
@@ -426,6 +436,13 @@ class AttributeConfig(Section):
         if isinstance(value, str) and value not in ("pred", "label") and not value.isdigit():
             raise ValueError("target must be 'pred', 'label' or a class index")
         return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    def occlusion_geometry(self, input_size: int) -> tuple[int, int]:
+        """Occlusion's (window, stride) in px at ``input_size``: the ones set, else a
+        window of a seventh of the side and a stride of half the window, the same share of
+        the image whatever its size."""
+        window = self.occlusion_window or max(2, round(input_size / 7))
+        return window, self.occlusion_stride or max(1, window // 2)
 
 
 class ReportConfig(Section):

@@ -30,7 +30,7 @@ from atlas.config import ExtractConfig, ModelSpec
 from atlas.data import UnusableImage, read_pixels
 from atlas.geometry import Box, LayerGeometry
 from atlas.layers import get_layer
-from atlas.models import LoadedModel
+from atlas.models import LoadedModel, channels_last_input
 from atlas.runtime import cached_model, thread_copy
 from atlas.store import RunLayer, RunLayout, open_run
 
@@ -319,7 +319,7 @@ def run_task(
                 continue
             pixels = torch.stack([decoded[i - rows.start] for i in ok]).to(loaded.device)
             inputs = pixels.float().div_(255)
-            inputs = prep.normalize(inputs).contiguous(memory_format=torch.channels_last)
+            inputs = channels_last_input(prep.normalize(inputs))
             batch_pos = {name: pos[ok] for name, pos in positions.items()}
             samples, classes, probs = batch_samples(
                 loaded,

@@ -12,7 +12,7 @@ import threading
 import torch
 
 from atlas.config import ModelSpec
-from atlas.models import LoadedModel, load_model
+from atlas.models import LoadedModel, channels_last, load_model
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,14 +44,14 @@ def cached_model(spec: ModelSpec, *, device: str | torch.device, seed: int) -> L
     """The model of ``spec``, loaded once per worker process and thread (hooks are per
     model, so threads do not share one) and kept for the worker's later tasks.
 
-    Kept in channels-last memory format, which makes convolutions markedly faster on the
-    CPU (and with cuDNN) without changing their results beyond rounding.
+    Kept channels-last (:func:`atlas.models.channels_last`) on every device: convolutions
+    run markedly faster on the CPU and with cuDNN, with the same results up to rounding.
     """
     key = (spec.model_dump_json(), str(device), seed, threading.get_ident())
     with _LOCK:
         if key not in _MODELS:
             loaded = load_model(spec, device=device, seed=seed)
-            loaded.module.to(memory_format=torch.channels_last)
+            channels_last(loaded.module)
             _MODELS[key] = loaded
         return _MODELS[key]
 
@@ -63,7 +63,7 @@ def thread_copy(loaded: LoadedModel) -> LoadedModel:
     with _LOCK:
         if key not in _COPIES:
             module = copy.deepcopy(loaded.module)
-            module.to(memory_format=torch.channels_last)
+            channels_last(module)
             # The original is kept too, so that its id is never another model's.
             _COPIES[key] = (loaded, loaded.with_module(module))
         return _COPIES[key][1]

@@ -3,6 +3,7 @@ torchvision's Swin, a Hugging Face classifier; and a network handed over in memo
 Layers, extraction, rendering, Grad-CAM and the reports' layer grids work on each."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,18 @@ from atlas.config import AttributeConfig, ExtractConfig, ModelSpec
 from atlas.featvis import objectives
 from atlas.featvis.render import render
 from atlas.layers import LayerOutputError, MapView
-from atlas.models import load_model, wrap_model
+from atlas.models import (
+    FAMILIES,
+    Gates,
+    family_of,
+    load_model,
+    weights_digest,
+    wrap_model,
+)
+from atlas.models.callable import CallableFamily
+from atlas.models.hf import HuggingFaceFamily
+from atlas.models.timm import TimmFamily
+from atlas.models.torchvision import TorchvisionFamily
 from atlas.stages.attribute import attribute_store
 from atlas.stages.extract import extract_store
 from atlas.store import open_run
@@ -286,3 +298,92 @@ def test_a_model_in_memory_goes_through_the_stages(images, tmp_path):
         json.loads((tmp_path / "reports" / "reports.json").read_text())[0]["image"] == "cat/0.png"
     )
     assert len(reports) == 1
+
+
+# The families' one face, on a tiny random network of each: (spec, its family, the
+# activation functions guided backprop leaves plain in it).
+CONTRACT = {
+    "torchvision": (
+        dict(arch="mobilenet_v2", num_classes=3, input_size=32, kwargs={"width_mult": 0.25}),
+        TorchvisionFamily,
+        {"hardtanh"},  # ReLU6
+    ),
+    "timm": (dict(arch="timm:resnet18", num_classes=3, input_size=32), TimmFamily, set()),
+    "timm ViT": (
+        dict(
+            arch="timm:vit_tiny_patch16_224",
+            num_classes=3,
+            kwargs={"img_size": 32, "patch_size": 8, "depth": 2},
+        ),
+        TimmFamily,
+        {"gelu"},
+    ),
+    "Hugging Face": (None, HuggingFaceFamily, {"gelu"}),
+    "callable": (
+        dict(arch="atlas.demo.net:DemoCNN", num_classes=3, input_size=32),
+        CallableFamily,
+        set(),
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CONTRACT))
+def member(request, hf_folder):
+    spec, family, ungated = CONTRACT[request.param]
+    spec = ModelSpec(**(spec or dict(arch=f"hf:{hf_folder}")))
+    return request.param, spec, family, ungated
+
+
+def test_every_family_keeps_the_contract(member, caplog):
+    """The registry picks the family; its network returns (B, classes) logits at the
+    resolved input size, the same under the same seed; a CPU model is channels-last; the
+    default CAM layer is a map; guided backprop names the activations it leaves plain."""
+    name, spec, family, ungated = member
+    assert isinstance(family_of(spec.arch), family), name
+    loaded = load_model(spec, seed=3)
+    assert isinstance(loaded.family, family) and loaded.num_classes == 3, name
+    assert weights_digest(load_model(spec, seed=3).module) == weights_digest(loaded.module)
+    size = loaded.preprocessing.input_size
+    inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = loaded.module(inputs)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 3), name
+    convs = [m.weight for m in loaded.module.modules() if isinstance(m, nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs), name
+    layer = last_block(loaded)
+    assert loaded.view(layer).layout != "vector", name
+    with caplog.at_level("WARNING", logger="atlas.attribution.guided_backprop"):
+        guided = make_method("guided_backprop", loaded).attribute(inputs, torch.tensor([0, 2]))
+    assert guided.shape == (2, size, size) and torch.isfinite(guided).all()
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert all(f"{n} x" in warned for n in ungated) and bool(warned) == bool(ungated), name
+
+
+def test_guided_backprop_rectifies_the_gates_the_family_declares(cnn):
+    """The demo CNN's ReLUs are its family's gates: guided backprop is not the gradient.
+    A family that declared none would get the plain gradient, as MobileNetV2's ReLU6 do
+    under the ReLU rule (the contract test above sees the warning)."""
+    inputs = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([1])
+    saliency = make_method("saliency", cnn).attribute(inputs, target)
+    guided = make_method("guided_backprop", cnn).attribute(inputs, target)
+    assert not torch.allclose(guided, saliency, atol=1e-4)
+
+    class NoGates(CallableFamily):
+        gates = Gates(out_of_place=frozenset(), in_place=frozenset())
+
+    ungated = make_method("guided_backprop", replace(cnn, family=NoGates()))
+    assert torch.allclose(ungated.attribute(inputs, target), saliency, atol=1e-7)
+
+
+def test_the_registry_orders_prefixes_before_callables_before_names():
+    assert [type(f) for f in FAMILIES] == [
+        TimmFamily,
+        HuggingFaceFamily,
+        CallableFamily,
+        TorchvisionFamily,
+    ]
+    assert isinstance(family_of("timm:resnet18"), TimmFamily)
+    assert isinstance(family_of("timm.models:resnet18"), CallableFamily)
+    assert isinstance(family_of("hf:/some/folder"), HuggingFaceFamily)
+    assert isinstance(family_of("resnet18"), TorchvisionFamily)

@@ -74,9 +74,9 @@ def test_class_names_from_list_file_and_count_check(tmp_path):
 
 
 def test_find_head_is_the_last_linear():
-    name, head = find_head(build_architecture("vgg11", 5, {})[0])
+    name, head = find_head(build_architecture("vgg11", 5))
     assert name == "classifier.6" and isinstance(head, nn.Linear) and head.out_features == 5
-    name, _ = find_head(build_architecture("squeezenet1_0", 5, {})[0])
+    name, _ = find_head(build_architecture("squeezenet1_0", 5))
     assert name == "classifier.1"  # no Linear: the 1x1 conv classifier
 
 

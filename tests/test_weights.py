@@ -4,8 +4,7 @@ from safetensors.torch import save_file
 
 from atlas.config import ModelSpec
 from atlas.errors import WeightsError, WeightsFileNotFoundError
-from atlas.models import load_model
-from atlas.weights import read_weights_file
+from atlas.models import load_model, read_weights_file
 
 DEMO = "atlas.demo.net:DemoCNN"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import torch
 
@@ -24,18 +24,16 @@ class Attribution:
     signed: ClassVar[bool] = False
     paper: ClassVar[str] = ""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, options: AttributeConfig | None = None) -> None:
+        """``options``: the report config, whose settings for this method it reads (their
+        defaults are the config's: each is declared there once)."""
         self.model = model
+        self.options = options or AttributeConfig()
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         if cls.name:
             METHODS[cls.name] = cls
-
-    @classmethod
-    def configured(cls, model: LoadedModel, options: AttributeConfig) -> Self:
-        """The method with the settings of the report config that concern it."""
-        return cls(model)
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -54,7 +52,7 @@ def make_method(
             f"unknown attribution method {name!r} "
             + choices_hint(name, sorted(METHODS), label="methods")
         )
-    return METHODS[name].configured(model, options or AttributeConfig())
+    return METHODS[name](model, options)
 
 
 def input_gradient(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

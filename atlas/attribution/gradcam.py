@@ -13,11 +13,9 @@ at 64 px input) and a finer block suggested.
 
 from __future__ import annotations
 
-import sys
 from typing import ClassVar
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from atlas.attribution.base import Attribution
@@ -27,24 +25,6 @@ from atlas.layers import LayerOutputError, MapView, get_layer, repeated_blocks, 
 from atlas.models import LoadedModel
 
 COARSE = 7  # maps with fewer cells per side than this localize poorly
-# Modules whose output is not a block's: poolings, dropout and reshaping.
-NOT_BLOCKS = (
-    nn.modules.pooling._AdaptiveAvgPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-    nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.dropout._DropoutNd,
-    nn.Identity,
-    nn.Flatten,
-)
-
-
-def _torchvision_permute() -> tuple[type, ...]:
-    """torchvision's Permute (its Swin turns the last channels-last map around before
-    pooling), when torchvision's ops are loaded: a model that has one loaded them, and a
-    process without them is spared torchvision's import (seconds, in every stage)."""
-    misc = sys.modules.get("torchvision.ops.misc")
-    return (misc.Permute,) if misc is not None else ()
 
 
 def block_outputs(model: LoadedModel) -> list[tuple[str, tuple[int, int]]]:
@@ -52,12 +32,13 @@ def block_outputs(model: LoadedModel) -> list[tuple[str, tuple[int, int]]]:
     maps, channels-last maps, transformer tokens) that a block may end with, in the order
     they finish (a container after its last child), with their spatial size at the model's
     input size. Maps of 1 x 1 (inside squeeze-and-excitation, or after the global pool)
-    are not blocks' outputs."""
+    are not blocks' outputs, nor are those of the modules the model's family says end no
+    block (:meth:`atlas.models.Family.not_blocks`: poolings, dropout, reshaping)."""
     summary = summarize(model.module, model.preprocessing.input_size)
     modules = dict(model.module.named_modules())
     rows = sorted((r for r in summary.rows if r.finished >= 0), key=lambda r: r.finished)
     found = []
-    not_blocks = NOT_BLOCKS + _torchvision_permute()
+    not_blocks = model.family.not_blocks()
     for row in rows:
         if row.output_shape is None or isinstance(modules[row.name], not_blocks):
             continue
@@ -113,15 +94,11 @@ class LayerMap(Attribution):
 
     title: ClassVar[str] = ""
 
-    def __init__(self, model: LoadedModel, layer: str | None = None) -> None:
-        super().__init__(model)
-        self.layer = layer or last_block(model)
+    def __init__(self, model: LoadedModel, options: AttributeConfig | None = None) -> None:
+        super().__init__(model, options)
+        self.layer = self.options.gradcam_layer or last_block(model)
         get_layer(model.module, self.layer)  # a clear error for an unknown name
         self.resolution: tuple[int, int] | None = None
-
-    @classmethod
-    def configured(cls, model: LoadedModel, options: AttributeConfig):
-        return cls(model, options.gradcam_layer)
 
     def describe(self) -> str:
         h, w = self.resolution or ("?", "?")

@@ -8,19 +8,25 @@ Many networks apply ReLU as a function (``F.relu(x, inplace=True)`` in torchvisi
 GoogLeNet and Inception, ``torch.relu`` or ``x.relu_()`` elsewhere), which hooks on
 ``nn.ReLU`` modules (Captum's way) never see: the map then silently degrades to the plain
 gradient. :func:`guided_relus` instead intercepts every ReLU call, module or function,
-in place or not, for the duration of a forward pass.
+in place or not, for the duration of a forward pass. What counts as a gate is the model's
+family's to say (:class:`atlas.models.Gates`); activations it leaves plain (``ReLU6``,
+``SiLU``, ``GELU``) are named in a warning rather than silently passed.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from atlas.attribution.base import Attribution
+from atlas.models import RELU_GATES, Gates
+
+log = logging.getLogger(__name__)
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -42,27 +48,36 @@ class _GuidedReLU(torch.autograd.Function):
         return grad.clamp(min=0) * (out > 0), None
 
 
-_OUT_OF_PLACE = {F.relu, torch.relu, torch.Tensor.relu}
-_IN_PLACE = {torch.relu_, F.relu_, torch.Tensor.relu_}
+class _GuidedMode(TorchFunctionMode):
+    """Runs every gate of ``gates`` as :class:`_GuidedReLU`, and counts the calls of the
+    activations it does not rectify (``gates.not_gates``)."""
 
+    def __init__(self, gates: Gates) -> None:
+        super().__init__()
+        self.gates = gates
+        self.ungated: Counter[str] = Counter()
 
-class _GuidedReLUMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _OUT_OF_PLACE or func in _IN_PLACE:
-            inplace = func in _IN_PLACE or bool(kwargs.get("inplace", False))
+        if func in self.gates:
+            inplace = func in self.gates.in_place or bool(kwargs.get("inplace", False))
             if len(args) > 1:  # F.relu(x, True)
                 inplace = inplace or bool(args[1])
             return _GuidedReLU.apply(args[0], inplace)
+        if func in self.gates.not_gates:
+            self.ungated[func.__name__] += 1
         return func(*args, **kwargs)
 
 
 @contextmanager
-def guided_relus() -> Iterator[None]:
-    """Within the block, every ReLU (``nn.ReLU``, ``F.relu``, ``torch.relu``, the
-    ``Tensor`` methods, their in-place forms) back-propagates as guided backprop's."""
-    with _GuidedReLUMode():
-        yield
+def guided_relus(gates: Gates = RELU_GATES) -> Iterator[Counter[str]]:
+    """Within the block, every gate (by default every ReLU: ``nn.ReLU``, ``F.relu``,
+    ``torch.relu``, the ``Tensor`` methods, their in-place forms) back-propagates as guided
+    backprop's. Yields the count, by function name, of the activations called meanwhile
+    that the rule leaves plain (``F.hardtanh`` of ``nn.ReLU6``, ``F.silu``, ``F.gelu``)."""
+    mode = _GuidedMode(gates)
+    with mode:
+        yield mode.ungated
 
 
 class GuidedBackprop(Attribution):
@@ -70,9 +85,24 @@ class GuidedBackprop(Attribution):
     signed = False
     paper = "guided backprop: max over colors of |guided gradient| (Springenberg et al. 2014)"
 
+    def __init__(self, model, options=None) -> None:
+        super().__init__(model, options)
+        self.warned = False
+
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Gates are what the model's family declares (:attr:`atlas.models.Family.gates`);
+        activations outside them pass the plain gradient, and a warning says so once."""
         inputs = inputs.detach().clone().requires_grad_(True)
-        with torch.enable_grad(), guided_relus():
+        with torch.enable_grad(), guided_relus(self.model.family.gates) as ungated:
             logits = self.model.module(inputs)
             (grad,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), inputs)
+        if ungated and not self.warned:
+            calls = ", ".join(f"{n} x{c}" for n, c in sorted(ungated.items()))
+            log.warning(
+                "guided backprop on %s rectifies only its gates; these activations pass the "
+                "plain gradient: %s",
+                self.model.spec.arch,
+                calls,
+            )
+            self.warned = True
         return grad.abs().amax(dim=1).detach()

@@ -14,13 +14,10 @@ class IntegratedGradients(Attribution):
     signed = True
     paper = "integrated gradients from a black image, summed over colors (Sundararajan et al. 2017)"
 
-    def __init__(self, model, steps: int = 32, internal_batch_size: int = 32) -> None:
-        super().__init__(model)
-        self.steps, self.internal_batch_size = steps, internal_batch_size
-
-    @classmethod
-    def configured(cls, model, options: AttributeConfig) -> IntegratedGradients:
-        return cls(model, options.ig_steps, options.internal_batch_size)
+    def __init__(self, model, options: AttributeConfig | None = None) -> None:
+        super().__init__(model, options)
+        self.steps = self.options.ig_steps
+        self.internal_batch_size = self.options.internal_batch_size
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         from captum.attr import IntegratedGradients as CaptumIG

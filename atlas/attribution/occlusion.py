@@ -21,6 +21,7 @@ import torch
 from atlas.attribution.base import Attribution
 from atlas.attribution.incremental import IncrementalNetwork
 from atlas.config import AttributeConfig
+from atlas.models import channels_last_input
 
 log = logging.getLogger(__name__)
 
@@ -31,31 +32,18 @@ class Occlusion(Attribution):
     paper = "occlusion: mean score drop when a window covers the pixel (Zeiler & Fergus 2014)"
 
     def __init__(
-        self,
-        model,
-        window: int = 16,
-        stride: int = 8,
-        baseline: float = 0.0,
-        perturbations_per_eval: int = 64,
-        incremental: bool = True,
+        self, model, options: AttributeConfig | None = None, *, incremental: bool = True
     ) -> None:
-        super().__init__(model)
+        """Window, stride, baseline and batch from ``options``
+        (:meth:`atlas.config.AttributeConfig.occlusion_geometry`); ``incremental=False``
+        recomputes whole images even where the network can be traced."""
+        super().__init__(model, options)
+        window, stride = self.options.occlusion_geometry(model.preprocessing.input_size)
         if stride > window:
             raise ValueError(f"occlusion stride {stride} is larger than its window {window}")
-        self.window, self.stride, self.baseline = window, stride, baseline
-        self.per_eval = perturbations_per_eval
+        self.window, self.stride, self.baseline = window, stride, self.options.occlusion_baseline
+        self.per_eval = self.options.perturbations_per_eval
         self.network = self._trace() if incremental else None
-
-    @classmethod
-    def configured(cls, model, options: AttributeConfig) -> Occlusion:
-        """Unset, the window is a seventh of the input's side (32 px at 224, as in the
-        occlusion benchmark) and the stride half the window: the same share of the image
-        whatever the input size."""
-        window = options.occlusion_window or max(2, round(model.preprocessing.input_size / 7))
-        stride = options.occlusion_stride or max(1, window // 2)
-        return cls(
-            model, window, stride, options.occlusion_baseline, options.perturbations_per_eval
-        )
 
     def _trace(self) -> IncrementalNetwork | None:
         try:
@@ -103,14 +91,14 @@ class Occlusion(Attribution):
     def _full_scores(self, image, klass, masks, ys, xs) -> torch.Tensor:
         """Each window's score drop, from whole occluded copies of the image."""
         module = self.model.module
-        reference = module(image[None].contiguous(memory_format=torch.channels_last))[0, klass]
+        reference = module(channels_last_input(image[None]))[0, klass]
         drops = []
         for start in range(0, len(masks), self.per_eval):
             mask = masks[start : start + self.per_eval, None]
             occluded = torch.where(
                 mask, torch.as_tensor(self.baseline, dtype=image.dtype), image[None]
             )
-            scores = module(occluded.contiguous(memory_format=torch.channels_last))[:, klass]
+            scores = module(channels_last_input(occluded))[:, klass]
             drops.append(reference - scores)
         return torch.cat(drops)
 

@@ -14,13 +14,11 @@ class SmoothGrad(Attribution):
     name = "smoothgrad"
     signed = False
 
-    def __init__(self, model, samples: int = 16, noise: float = 0.15, seed: int = 0) -> None:
-        super().__init__(model)
-        self.samples, self.noise, self.seed = samples, noise, seed
-
-    @classmethod
-    def configured(cls, model, options: AttributeConfig) -> SmoothGrad:
-        return cls(model, options.smoothgrad_samples, options.smoothgrad_noise)
+    def __init__(self, model, options: AttributeConfig | None = None) -> None:
+        super().__init__(model, options)
+        self.samples = self.options.smoothgrad_samples
+        self.noise = self.options.smoothgrad_noise
+        self.seed = self.options.smoothgrad_seed
 
     @property
     def paper(self) -> str:  # type: ignore[override]

@@ -22,7 +22,7 @@ from atlas.featvis.lucent_compat import seeded
 from atlas.featvis.objectives import Objective
 from atlas.featvis.params import fft_image
 from atlas.featvis.relu import Switch, redirect_relus
-from atlas.models import LoadedModel
+from atlas.models import LoadedModel, channels_last_input
 
 # Lucent's standard set (pad, jitter, scale, rotate, jitter): its numbers, cheaper.
 STANDARD_TRANSFORMS = (warps.LucentSet(),)
@@ -129,7 +129,7 @@ def render(
             def score(images: torch.Tensor) -> torch.Tensor:
                 inputs = model.preprocessing.normalize(images)
                 # Channels-last runs convolutions faster on the CPU and with cuDNN.
-                output = module(inputs.contiguous(memory_format=torch.channels_last))
+                output = module(channels_last_input(inputs))
                 return objective(activations, output)
 
             for step in range(steps):

@@ -183,7 +183,10 @@ def test_incremental_occlusion_equals_captum_on_every_kind_of_network(arch):
     model = load_model(ModelSpec(arch=arch, num_classes=7, input_size=61, kwargs=kwargs), seed=0)
     inputs = torch.randn(2, 3, 61, 61, generator=torch.Generator().manual_seed(4))
     target = torch.tensor([2, 5])
-    ours = Occlusion(model, window=13, stride=6, perturbations_per_eval=16)
+    ours = Occlusion(
+        model,
+        AttributeConfig(occlusion_window=13, occlusion_stride=6, perturbations_per_eval=16),
+    )
     assert ours.incremental
     maps = ours.attribute(inputs, target)
     theirs = CaptumOcclusion(model.module).attribute(
@@ -209,9 +212,10 @@ def test_occlusion_recomputes_whole_images_where_the_network_cannot_be_traced():
 
     torch.manual_seed(0)
     model = wrap(Branchy(), size=12)
-    method = Occlusion(model, window=4, stride=4)
+    options = AttributeConfig(occlusion_window=4, occlusion_stride=4)
+    method = Occlusion(model, options)
     assert not method.incremental
-    reference = Occlusion(model, window=4, stride=4, incremental=False)
+    reference = Occlusion(model, options, incremental=False)
     inputs = torch.randn(1, 3, 12, 12)
     assert torch.equal(
         method.attribute(inputs, torch.tensor([1])), reference.attribute(inputs, torch.tensor([1]))

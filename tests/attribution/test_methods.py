@@ -88,7 +88,7 @@ def test_occlusion_of_a_model_reading_one_region_lights_exactly_that_region():
             return torch.stack([score, -score], dim=1)
 
     model = wrap(Region(), classes=2)
-    maps = Occlusion(model, window=4, stride=4).attribute(
+    maps = Occlusion(model, AttributeConfig(occlusion_window=4, occlusion_stride=4)).attribute(
         torch.ones(1, 3, 16, 16), torch.tensor([0])
     )
     expected = torch.zeros(16, 16)
@@ -110,16 +110,15 @@ def test_maps_agree_with_captum(cnn, batch):
     )
     assert torch.allclose(ours, theirs, atol=1e-6)
 
-    ours = GradCAM(cnn, "block3.conv").attribute(inputs, target)
+    ours = GradCAM(cnn, AttributeConfig(gradcam_layer="block3.conv")).attribute(inputs, target)
     layer_cam = LayerGradCam(cnn.module, cnn.module.block3.conv).attribute(
         inputs, target=target, relu_attributions=True
     )
     theirs = LayerAttribution.interpolate(layer_cam, (32, 32), interpolate_mode="bilinear")[:, 0]
     assert torch.allclose(ours, theirs, atol=1e-5)
 
-    ours = Occlusion(cnn, window=8, stride=3, baseline=0.0, perturbations_per_eval=17).attribute(
-        inputs, target
-    )
+    options = AttributeConfig(occlusion_window=8, occlusion_stride=3, perturbations_per_eval=17)
+    ours = Occlusion(cnn, options).attribute(inputs, target)
     theirs = CaptumOcclusion(cnn.module).attribute(
         inputs, sliding_window_shapes=(3, 8, 8), strides=(3, 3, 3), baselines=0.0, target=target
     )

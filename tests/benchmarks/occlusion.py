@@ -19,10 +19,11 @@ import torch
 from captum.attr import Occlusion as CaptumOcclusion
 
 from atlas.attribution.occlusion import Occlusion
-from atlas.config import ModelSpec
+from atlas.config import AttributeConfig, ModelSpec
 from atlas.models import load_model
 
 WINDOW, STRIDE = 32, 8
+OPTIONS = AttributeConfig(occlusion_window=WINDOW, occlusion_stride=STRIDE)
 
 
 def timed(function):
@@ -45,10 +46,10 @@ def compare(arch: str, images: int, size: int) -> dict:
             target=target,
         )[:, 0]
     )
-    incremental = Occlusion(model, window=WINDOW, stride=STRIDE, perturbations_per_eval=64)
+    incremental = Occlusion(model, OPTIONS)  # 64 windows a batch, the config's
     assert incremental.incremental, f"{arch} did not trace"
     t_ours, maps = timed(lambda: incremental.attribute(inputs, target))
-    whole = Occlusion(model, window=WINDOW, stride=STRIDE, incremental=False)
+    whole = Occlusion(model, OPTIONS, incremental=False)
     t_whole, whole_maps = timed(lambda: whole.attribute(inputs, target))
     difference = float((maps - reference).abs().max())
     scale = float(reference.abs().max())

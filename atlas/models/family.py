@@ -1,0 +1,134 @@
+"""The face every model family shows :func:`atlas.models.load_model`.
+
+A family (torchvision, timm, Hugging Face, a user's callable) knows how to build its
+networks and what it says itself about feeding them and naming their classes
+(:class:`Built`); which published weights a name means; which modules end no block (the
+default layer of class activation maps is the last block's output); and which
+activations are gates for guided backprop (:class:`Gates`). Everything else — weights
+files, heads, resolving preprocessing and class names, the device — is shared, in
+:mod:`atlas.models.load`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from atlas.errors import WeightsFileNotFoundError
+
+PRETRAINED = "pretrained"  # weights: a timm or Hugging Face model's published ones
+
+
+@dataclass
+class Built:
+    """A network a family built, with what the family itself says of its preprocessing and
+    class names (None where it says nothing), the size of its head where the family knows
+    it without looking (None: read from the head), and notes for the user."""
+
+    module: nn.Module
+    input_size: int | None = None
+    resize_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    class_names: list[str] | None = None
+    num_classes: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Gates:
+    """What guided backprop treats as a gate (Springenberg et al. 2014: passes back only
+    positive gradients, and only where its input was positive): the torch functions that
+    compute it, out of place and in place, whether called as functions or by their modules
+    (``nn.ReLU`` calls ``F.relu``). ``not_gates``: functions of activations that gate too
+    but are not rectified the guided way (``nn.ReLU6`` calls ``F.hardtanh``), so that a
+    method can say where its rule does not reach. ``modules``: the gates' module types,
+    for rules that hook modules rather than functions (Lucid's redirected ReLU,
+    :mod:`atlas.featvis.relu`)."""
+
+    out_of_place: frozenset
+    in_place: frozenset
+    not_gates: frozenset = frozenset()
+    modules: tuple[type[nn.Module], ...] = (nn.ReLU,)
+
+    def __contains__(self, func: Any) -> bool:
+        return func in self.out_of_place or func in self.in_place
+
+
+# ReLU in all its forms: the gates of every family today.
+RELU_GATES = Gates(
+    out_of_place=frozenset({F.relu, torch.relu, torch.Tensor.relu}),
+    in_place=frozenset({torch.relu_, F.relu_, torch.Tensor.relu_}),
+    not_gates=frozenset(
+        {F.relu6, F.hardtanh, F.silu, F.gelu, F.hardswish, F.mish, F.leaky_relu, F.elu}
+    ),
+)
+
+# Modules whose output is not a block's: poolings, dropout and reshaping.
+NOT_BLOCKS = (
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.dropout._DropoutNd,
+    nn.Identity,
+    nn.Flatten,
+)
+
+
+class Family:
+    """A family of models. The base is what every family shares; each family overrides
+    :meth:`matches` and :meth:`build`, and whatever else it knows better."""
+
+    name: ClassVar[str] = "network"
+    prefix: ClassVar[str] = ""  # what its archs start with (``timm:``), if anything
+    pretrained: ClassVar[bool] = False  # whether ``weights: pretrained`` means its own
+    gates: ClassVar[Gates] = RELU_GATES
+
+    def matches(self, arch: str) -> bool:
+        """Whether ``arch`` names a model of this family."""
+        return bool(self.prefix) and arch.startswith(self.prefix)
+
+    def default_kwargs(self, arch: str) -> dict[str, Any]:
+        """Builder arguments that hold unless the checkpoint or the spec says otherwise."""
+        return {}
+
+    def published(self, arch: str, weights: str) -> Any:
+        """The family's own published weights that ``weights`` names (not a file), as a
+        handle for :meth:`build`. Raises :class:`WeightsFileNotFoundError` (or a
+        :class:`WeightsError` listing the valid names) where it names none."""
+        if self.pretrained and weights == PRETRAINED:
+            return True
+        raise WeightsFileNotFoundError(f"weights file not found: {weights}")
+
+    def build(
+        self,
+        arch: str,
+        num_classes: int | None,
+        kwargs: Mapping[str, Any],
+        published: Any = None,
+    ) -> Built:
+        """The network, untrained unless ``published`` (from :meth:`published`), with
+        ``num_classes`` outputs (None: the builder's own)."""
+        raise NotImplementedError
+
+    def finish(self, module: nn.Module, input_size: int) -> None:
+        """Whatever the network needs once its input size is known (nothing, mostly)."""
+
+    def not_blocks(self) -> tuple[type[nn.Module], ...]:
+        """Module types whose output is never a block's (see
+        :func:`atlas.attribution.gradcam.block_outputs`): poolings, dropout, reshaping, and
+        torchvision's ``Permute`` (its Swin turns the last channels-last map around before
+        pooling) once torchvision's ops are loaded: a model that holds one loaded them, and
+        a process without them is spared torchvision's import."""
+        misc = sys.modules.get("torchvision.ops.misc")
+        return NOT_BLOCKS + ((misc.Permute,) if misc is not None else ())
+
+
+NETWORK = Family()  # a network handed over in memory, or built by hand: the shared rules
