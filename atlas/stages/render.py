@@ -88,6 +88,7 @@ def render_store(
             whitening,
             options,
         )
+        # (the names the level's arrays are written from, below)
         icons, icon_keys, value = measured.icons, measured.keys, measured.objective
         exemplar_value, quality, grey = (
             measured.exemplar_objective,
