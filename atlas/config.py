@@ -338,8 +338,9 @@ class RenderConfig(Recipe):
         "tile_size",
         "grey_tolerance",
     )
-    # The order the keys had before the recipe was declared apart: config records and
-    # the render store's settings list them so, byte for byte as before.
+    # The order the keys had before the recipe was declared apart (Recipe's first, by
+    # inheritance): config records and the render store's settings list them so, byte for
+    # byte as before; keys added since follow them.
     DUMP_ORDER: ClassVar[tuple[str, ...]] = (
         "icon_size",
         "steps",
@@ -358,13 +359,13 @@ class RenderConfig(Recipe):
         "workers",
         "processes",
         "device",
-        "grey_tolerance",
     )
 
     @model_serializer(mode="wrap")
     def _in_dump_order(self, handler):
         dumped = handler(self)
-        return {key: dumped[key] for key in self.DUMP_ORDER if key in dumped}
+        first = {key: dumped[key] for key in self.DUMP_ORDER if key in dumped}
+        return first | {key: value for key, value in dumped.items() if key not in first}
 
 
 class ChannelsConfig(Section):

@@ -68,3 +68,23 @@ def test_grey_share_counts_the_pixels_left_at_the_initial_grey():
     tolerance = RenderConfig().grey_tolerance
     np.testing.assert_array_equal(grey_share(icons, tolerance), [0.5, 0.0])
     np.testing.assert_array_equal(grey_share(icons, 0.001), [0.0, 0.0])
+
+
+def test_the_render_settings_keep_the_order_stores_and_records_hold_them_in():
+    """The render store's settings and the config records list the keys as they did when
+    the render section declared the whole recipe itself (the same bytes on disk)."""
+    settings = RenderConfig().model_dump(mode="json", exclude=set(RenderConfig.OPERATIONAL))
+    assert list(settings) == [
+        "icon_size",
+        "steps",
+        "lr",
+        "lr_schedule",
+        "cossim_pow",
+        "whiten",
+        "transforms",
+        "shift",
+        "scale",
+        "rotate",
+        "seed",
+    ]
+    assert list(RenderConfig().model_dump())[-2:] == ["device", "grey_tolerance"]
