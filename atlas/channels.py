@@ -7,9 +7,9 @@ the position where the channel peaks. Olah et al. ("Feature Visualization", Dist
 show it by an image optimized to excite it. One is what the data holds, the other what
 the channel wants; together they tell a feature from a texture that merely co-occurs.
 
-:func:`channel_sheet` computes both for one layer: the icons rendered in batches and
-handed to Dask workers like the render stage's (:mod:`atlas.distribute`), each batch
-written by its worker (:func:`atlas.store.channels.icon_cache`).
+:func:`channel_sheet` computes both for one layer: the icons come from the render path
+(:func:`atlas.render.render_to_cache`), with the render section's recipe, into the
+layer's folder (:func:`atlas.store.channels.icon_cache`).
 :mod:`atlas.reports.channel_pages` writes the pages; :mod:`atlas.stages.channels` runs it
 all for a store.
 """
@@ -17,34 +17,24 @@ all for a store.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from atlas.config import ChannelsConfig, ModelSpec, RenderConfig
-from atlas.data import UnusableImage, absolute_root, read_pixels
-from atlas.distribute import Cluster, run_tasks
-from atlas.featvis import objectives
-from atlas.featvis.objectives import Objective
-from atlas.featvis.render import RenderResult, render, transforms_for
-from atlas.icons import worker_model
-from atlas.models import LoadedModel, Preprocessing, with_absolute_paths
+from atlas.config import ChannelsConfig, RenderConfig
+from atlas.data import UnusableImage, read_pixels
+from atlas.models import LoadedModel, Preprocessing
 from atlas.progress import progress
-from atlas.runtime import resolve_device
+from atlas.render import Objectives, render_to_cache
 from atlas.store import ChannelTops, LayerGeometry, RunStore
-from atlas.store.channels import icon_key
+from atlas.store.channels import icon_name
 from atlas.store.render import IconCache
 
 log = logging.getLogger(__name__)
 
 GREY = 128  # what a crop shows outside the image: the field reaches past its edge there
 DECODE_THREADS = 4
-# Lucid's render_vis redirects ReLU gradients for its first 16 steps: a single channel
-# behind a ReLU is often dead for the starting image and would never move without it.
-REDIRECT_STEPS = 16
 
 
 @dataclass(frozen=True)
@@ -82,116 +72,37 @@ class ChannelSheet:
         return self.tops.value[:, 0] <= 0
 
 
-def channel_objective(layer: str, channels: Sequence[int], kind: str) -> Objective:
-    """``neuron``: channel ``channels[b]`` at the map's central position, what one
-    receptive field (as the crops show) wants to see; ``channel``: its mean over the whole
-    map (Olah et al.'s channel objective, which tiles the icon with the feature)."""
-    if kind == "neuron":
-        return objectives.neuron(layer, list(channels))
-    return objectives.channel(layer, list(channels))
-
-
-def channel_icons(
-    model: LoadedModel,
-    layer: str,
-    channels: Sequence[int],
-    options: RenderConfig,
-    *,
-    objective: str = "neuron",
-) -> RenderResult:
-    """Feature visualizations of ``channels`` of ``layer`` with the render stage's recipe
-    (``options``: icon size, steps, step size and schedule, transforms, seed), rendered
-    ``options.batch_size`` at a time, ReLU gradients redirected for the first
-    :data:`REDIRECT_STEPS` steps. Channel c starts from seed ``options.seed + c``, so its
-    icon does not depend on the others. Returns images (N, S, S, 3) in [0, 1] and each
-    icon's final objective."""
-    channels = [int(c) for c in channels]
-    size = options.icon_size
-    images, values = [np.zeros((0, size, size, 3), np.float32)], [np.zeros(0, np.float32)]
-    for start in range(0, len(channels), options.batch_size):
-        chunk = channels[start : start + options.batch_size]
-        result = render(
-            model,
-            channel_objective(layer, chunk, objective),
-            size=size,
-            seeds=[options.seed + c for c in chunk],
-            steps=options.steps,
-            lr=options.lr,
-            lr_schedule=options.lr_schedule,
-            transforms=transforms_for(options.transforms, size, options),
-            transform_seed=options.seed,
-            redirect_relu_steps=REDIRECT_STEPS,
-        )
-        images.append(result.images)
-        values.append(result.values)
-    return RenderResult(
-        images=np.concatenate(images),
-        values=np.concatenate(values),
-        history=np.zeros((0, len(channels)), np.float32),
-    )
-
-
-def icon_task(
-    channels: list[int],
-    *,
-    run_url: str,
-    layer: str,
-    objective: str,
-    icons_dir: str,
-    options: dict,
-    device: str,
-    model: LoadedModel | None = None,
-    spec: ModelSpec | None = None,
-) -> dict:
-    """On a worker: render one batch of channels' icons with the run's model (``spec``,
-    its paths resolved by the client, or ``model``, one in memory) into ``icons_dir``."""
-    start = time.perf_counter()
-    config = RenderConfig.model_validate(options)
-    model = worker_model(run_url, device, model=model, spec=spec)
-    result = channel_icons(model, layer, channels, config, objective=objective)
-    cache = IconCache(icons_dir)
-    for channel, image, value in zip(channels, result.images, result.values, strict=True):
-        cache.save(icon_key(channel), image, float(value))
-    return {"icons": len(channels), "seconds": time.perf_counter() - start}
-
-
 def render_channel_icons(
     run: RunStore,
     layer: str,
     cache: IconCache,
-    options: RenderConfig,
+    options: ChannelsConfig,
+    render_options: RenderConfig,
     *,
-    objective: str = "neuron",
     scheduler=None,
     model: LoadedModel | None = None,
 ) -> None:
     """Render every channel's icon of ``layer`` with the run's model (``model``: that model
-    in memory, for a run extracted from one) into ``cache``, keyed by
-    :func:`atlas.store.channels.icon_key`: batches of ``options.batch_size`` channels
-    handed to the workers of ``scheduler`` (None: a local cluster of
-    ``options.workers``; ``"inline"``: this process)."""
+    in memory, for a run extracted from one) into ``cache``, named by
+    :func:`atlas.store.channels.icon_name`: ``options.objective`` for each channel
+    (``neuron``: the channel at the map's central position, what one receptive field, as
+    the crops show, wants to see; ``channel``: its mean over the whole map, Olah et al.'s
+    channel objective, which tiles the icon with the feature), ``render_options``' recipe
+    and workers. Channel c starts from seed ``render_options.seed + c``, so its icon does
+    not depend on the others."""
     channels = list(range(run.geometry(layer).channels))
-    batches = [
-        channels[i : i + options.batch_size] for i in range(0, len(channels), options.batch_size)
-    ]
-    cache.folder.mkdir(parents=True, exist_ok=True)
-    run_tasks(
-        icon_task,
-        [(batch,) for batch in batches],
-        Cluster(scheduler, options.workers, options.processes, in_process=model is not None),
-        key=f"channels-{run.identity_hash}-{layer}-{time.time_ns()}",
-        desc=f"icons {layer}",
-        unit="icon",
-        count="icons",
-        total=len(channels),
-        run_url=absolute_root(run.url),
-        layer=layer,
-        objective=objective,
-        icons_dir=str(cache.folder.resolve()),
-        options=options.model_dump(mode="json"),
-        device=str(resolve_device(options.device)),
+    render_to_cache(
+        run,
+        Objectives.channels(
+            layer, channels, options.objective, redirect_relu_steps=options.redirect_relu_steps
+        ),
+        [icon_name(c) for c in channels],
+        [render_options.seed + c for c in channels],
+        cache,
+        render_options,
+        scheduler=scheduler,
         model=model,
-        spec=None if model is not None else with_absolute_paths(run.model_spec()),
+        desc=f"icons {layer}",
     )
 
 
@@ -263,15 +174,9 @@ def channel_sheet(
     preprocessing = Preprocessing(spec.input_size, spec.resize_size, spec.mean, spec.std)
     crops, readable = top_crops(run, geometry, tops, preprocessing)
     render_channel_icons(
-        run,
-        layer,
-        icons,
-        render_options,
-        objective=options.objective,
-        scheduler=scheduler,
-        model=model,
+        run, layer, icons, options, render_options, scheduler=scheduler, model=model
     )
-    loaded = [icons.load(icon_key(c)) for c in range(geometry.channels)]
+    loaded = [icons.load(icon_name(c)) for c in range(geometry.channels)]
     return ChannelSheet(
         geometry,
         tops,

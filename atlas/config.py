@@ -23,6 +23,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -274,11 +275,10 @@ class GridConfig(Section):
         return sorted(set(levels))
 
 
-class RenderConfig(Section):
-    """Feature visualization of every grid cell (``atlas render``); see atlas/render.py.
-
-    Keys marked "operational" change how fast icons are made, not what they show, so
-    they are not part of an icon's cache key."""
+class Recipe(Section):
+    """How an icon is optimized: the one recipe of the render path (``atlas/render.py``),
+    whatever the icon maximizes. The sections that render (render, report) are recipes,
+    each with its own defaults; the channel pages use the render section's."""
 
     icon_size: PositiveInt = Field(
         default=64,
@@ -290,8 +290,6 @@ class RenderConfig(Section):
     lr_schedule: Literal["cosine", "constant"] = Field(
         default="cosine", description="step size constant, or falling to a twentieth of lr"
     )
-    cossim_pow: float = Field(default=4.0, ge=0, description="weight of direction purity")
-    whiten: bool = Field(default=True, description="whiten targets with the layer's statistics")
     transforms: Literal["affine", "scaled", "standard", "none"] = Field(
         default="affine",
         description="one mild random warp per step (affine: shift, scale, rotate below), "
@@ -301,13 +299,36 @@ class RenderConfig(Section):
     shift: NonNegativeInt = Field(default=1, description="affine: largest shift in px")
     scale: tuple[float, float] = Field(default=(0.95, 1.05), description="affine: zoom range")
     rotate: float = Field(default=5.0, ge=0, description="affine: largest rotation, degrees")
-    seed: int = 0
+    seed: int = Field(
+        default=0,
+        description="of the transforms' draws; channels and classes start from seed + index",
+    )
+    batch_size: PositiveInt | None = Field(
+        default=32, description="operational: icons per optimization (null: all at once)"
+    )
+
+
+class RenderConfig(Recipe):
+    """Feature visualization of every grid cell (``atlas render``); see atlas/icons.py.
+
+    Keys listed in ``OPERATIONAL`` change how fast icons are made, which are shown, or how
+    they are measured, not what an icon shows, so they are not part of an icon's cache
+    key nor of the render store's settings."""
+
+    cossim_pow: float = Field(default=4.0, ge=0, description="weight of direction purity")
+    whiten: bool = Field(default=True, description="whiten targets with the layer's statistics")
     levels: list[PositiveInt] | None = Field(default=None, description="default: every grid level")
     tile_size: PositiveInt = Field(default=256, description="deep-zoom tile side in px")
     batch_size: PositiveInt = Field(default=32, description="operational: cells per optimization")
     workers: PositiveInt | None = Field(default=None, description="operational: default cores")
     processes: bool = Field(default=False, description="operational: worker processes")
     device: str = Field(default="auto", description="operational: 'auto', 'cpu', 'cuda'")
+    grey_tolerance: float = Field(
+        default=0.04,
+        gt=0,
+        description="a pixel this close to the initial grey (0.5) in every channel counts as "
+        "never reached, in the icons' grey share",
+    )
 
     OPERATIONAL: ClassVar[tuple[str, ...]] = (
         "batch_size",
@@ -316,7 +337,36 @@ class RenderConfig(Section):
         "device",
         "levels",
         "tile_size",
+        "grey_tolerance",
     )
+    # The order the keys had before the recipe was declared apart (Recipe's first, by
+    # inheritance): config records and the render store's settings list them so, byte for
+    # byte as before; keys added since follow them.
+    DUMP_ORDER: ClassVar[tuple[str, ...]] = (
+        "icon_size",
+        "steps",
+        "lr",
+        "lr_schedule",
+        "cossim_pow",
+        "whiten",
+        "transforms",
+        "shift",
+        "scale",
+        "rotate",
+        "seed",
+        "levels",
+        "tile_size",
+        "batch_size",
+        "workers",
+        "processes",
+        "device",
+    )
+
+    @model_serializer(mode="wrap")
+    def _in_dump_order(self, handler):
+        dumped = handler(self)
+        first = {key: dumped[key] for key in self.DUMP_ORDER if key in dumped}
+        return first | {key: value for key, value in dumped.items() if key not in first}
 
 
 class ChannelsConfig(Section):
@@ -330,6 +380,12 @@ class ChannelsConfig(Section):
         default="neuron",
         description="what an icon maximizes: the channel at the map's central position (one "
         "receptive field, as the crops beside it show) or its mean over the whole map",
+    )
+    redirect_relu_steps: NonNegativeInt = Field(
+        default=16,
+        description="steps at the start in which ReLUs pass gradient to units they block, as "
+        "Lucid's render_vis does: a single channel is often dead for the starting image and "
+        "would never move without it",
     )
 
 
@@ -445,17 +501,23 @@ class AttributeConfig(Section):
         return window, self.occlusion_stride or max(1, window // 2)
 
 
-class ReportConfig(Section):
-    """The model report (``atlas report-model``)."""
+class ReportConfig(Recipe):
+    """The model report (``atlas report-model``): its class visualizations, with the
+    recipe's keys at the report's own defaults."""
 
     classes: list[str] | None = Field(
         default=None, description="classes to visualize (default: the first 16)"
     )
     icon_size: PositiveInt = 96
-    steps: PositiveInt = 128
     lr: float = Field(default=0.05, gt=0)
+    lr_schedule: Literal["cosine", "constant"] = Field(
+        default="constant", description="as render.lr_schedule"
+    )
     transforms: Literal["scaled", "standard", "none"] = Field(
         default="scaled", description="as render.transforms (affine is for atlas icons)"
+    )
+    batch_size: PositiveInt | None = Field(
+        default=None, description="classes per optimization (null: all at once)"
     )
 
 

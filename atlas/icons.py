@@ -1,13 +1,13 @@
-"""Icons for activation directions: feature visualizations of many targets, batched,
-distributed and cached by content.
+"""Icons for activation directions: the atlas's cells and the class atlases', cached by
+content, and how well each grid level's icons do.
 
 Each target is a direction in a layer's activation space (a grid cell's mean vector);
 its icon maximizes the direction objective (:func:`atlas.featvis.objectives.direction`),
-batches of targets optimized together by :func:`atlas.featvis.render.render` and handed to
-Dask workers batch by batch (:mod:`atlas.distribute`). An icon's key hashes the model,
-the layer, the target vector, the whitening and the render settings, and its seed comes
-from the key, so the same target always gets the same icon and a rerun (or a new grid
-level) renders only what is new (the cache: :class:`atlas.store.render.IconCache`).
+rendered by the render path (:func:`atlas.render.render_to_cache`). An icon's key hashes
+the model, the layer, the target vector, the whitening and the render settings
+(:func:`icon_content_key`), and its seed comes from the key, so the same target always
+gets the same icon and a rerun (or a new grid level) renders only what is new (the cache:
+:class:`atlas.store.render.IconCache`).
 """
 
 from __future__ import annotations
@@ -15,67 +15,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from atlas.config import ModelSpec, RenderConfig
-from atlas.data import absolute_root
-from atlas.distribute import Cluster, run_tasks
+from atlas.config import RenderConfig
 from atlas.featvis import objectives
-from atlas.featvis.render import RenderResult, render, transforms_for
-from atlas.models import LoadedModel, with_absolute_paths
+from atlas.models import LoadedModel
+from atlas.render import Objectives, grey_share, render_to_cache
 from atlas.rows import take_rows
-from atlas.runtime import cached_model, resolve_device, thread_copy
-from atlas.store import RunStore, open_run
+from atlas.store import RunStore
 from atlas.store.render import IconCache
 
 log = logging.getLogger(__name__)
 
 
-def render_cells(
-    model: LoadedModel,
-    layer: str,
-    targets: np.ndarray,
-    seeds: list[int],
-    options: RenderConfig,
-    *,
-    whitening: np.ndarray | None = None,
-) -> RenderResult:
-    """Icons for ``targets`` (N, C) directions of ``layer``, ``options.batch_size`` at a
-    time; element i starts from ``seeds[i]``. Returns images (N, S, S, 3) in [0, 1] and
-    each icon's final objective."""
-    parts = []
-    for start in range(0, len(targets), options.batch_size):
-        chunk = slice(start, start + options.batch_size)
-        objective = objectives.direction(
-            layer, targets[chunk], whitening=whitening, cossim_pow=options.cossim_pow
-        )
-        parts.append(
-            render(
-                model,
-                objective,
-                size=options.icon_size,
-                seeds=seeds[chunk],
-                steps=options.steps,
-                lr=options.lr,
-                lr_schedule=options.lr_schedule,
-                transforms=transforms_for(options.transforms, options.icon_size, options),
-                transform_seed=options.seed,
-            )
-        )
-    return RenderResult(
-        images=np.concatenate([p.images for p in parts]),
-        values=np.concatenate([p.values for p in parts]),
-        history=np.zeros((0, len(targets)), np.float32),
-    )
-
-
-def icon_key(
+def icon_content_key(
     identity: dict, layer: str, target: np.ndarray, whitening_digest: str, options: RenderConfig
 ) -> str:
-    """The content hash that names an icon (see module docstring)."""
+    """The content hash that names an icon of ``target`` (C,): it changes with anything
+    that changes the icon (the model's ``identity``, the layer, the whitening's digest,
+    the settings that are not operational), and names its file in the cache."""
     settings = options.model_dump(mode="json", exclude=set(RenderConfig.OPERATIONAL))
     digest = hashlib.sha256()
     digest.update(
@@ -83,52 +44,6 @@ def icon_key(
     )
     digest.update(np.ascontiguousarray(target, dtype=np.float32).tobytes())
     return digest.hexdigest()[:24]
-
-
-def worker_model(
-    run_url: str,
-    device: str,
-    *,
-    model: LoadedModel | None = None,
-    spec: ModelSpec | None = None,
-) -> LoadedModel:
-    """On a worker rendering icons: the run's model, once per worker (``spec``, its paths
-    resolved by the client, else the store's own), or this thread's copy of ``model``, one
-    in memory; torch on one thread, as the worker is one of several."""
-    torch.set_num_threads(1)
-    if model is not None:
-        copy = thread_copy(model)
-        copy.module.to(device)
-        return copy
-    run = open_run(run_url)
-    return cached_model(spec or run.model_spec(), device=device, seed=run.extract_options().seed)
-
-
-def render_task(
-    keys: list[str],
-    targets: np.ndarray,
-    *,
-    run_url: str,
-    layer: str,
-    whitening: np.ndarray | None,
-    icons_dir: str,
-    options: dict,
-    device: str,
-    model: LoadedModel | None = None,
-    spec: ModelSpec | None = None,
-) -> dict:
-    """On a worker: render one batch of targets with the run's model (``spec``, its paths
-    resolved by the client, or ``model``, one in memory) and write their icons to the
-    cache."""
-    start = time.perf_counter()
-    config = RenderConfig.model_validate(options)
-    model = worker_model(run_url, device, model=model, spec=spec)
-    seeds = [int(key[:8], 16) for key in keys]
-    result = render_cells(model, layer, targets, seeds, config, whitening=whitening)
-    cache = IconCache(icons_dir)
-    for key, image, value in zip(keys, result.images, result.values, strict=True):
-        cache.save(key, image, float(value))
-    return {"icons": len(keys), "seconds": time.perf_counter() - start}
 
 
 def render_icons(
@@ -151,7 +66,7 @@ def render_icons(
     digest = (
         hashlib.sha256(whitening.tobytes()).hexdigest()[:16] if whitening is not None else "none"
     )
-    keys = [icon_key(identity, layer, target, digest, options) for target in targets]
+    keys = [icon_content_key(identity, layer, target, digest, options) for target in targets]
     cache.folder.mkdir(parents=True, exist_ok=True)
     missing = {}
     for key, target in zip(keys, targets, strict=True):
@@ -159,26 +74,20 @@ def render_icons(
             missing.setdefault(key, target)
     if missing:
         ordered = sorted(missing)
-        batches = [
-            ordered[i : i + options.batch_size] for i in range(0, len(ordered), options.batch_size)
-        ]
-        run_tasks(
-            render_task,
-            [(batch, np.stack([missing[k] for k in batch])) for batch in batches],
-            Cluster(scheduler, options.workers, options.processes, in_process=model is not None),
-            key=f"render-{run.identity_hash}-{ordered[0]}",
-            desc="render",
-            unit="icon",
-            count="icons",
-            total=len(ordered),
-            run_url=absolute_root(run.url),
-            layer=layer,
-            whitening=whitening,
-            icons_dir=str(cache.folder),
-            options=options.model_dump(mode="json"),
-            device=str(resolve_device(options.device)),
+        render_to_cache(
+            run,
+            Objectives.directions(
+                layer,
+                np.stack([missing[k] for k in ordered]),
+                whitening=whitening,
+                cossim_pow=options.cossim_pow,
+            ),
+            ordered,
+            [int(key[:8], 16) for key in ordered],
+            cache,
+            options,
+            scheduler=scheduler,
             model=model,
-            spec=None if model is not None else with_absolute_paths(run.model_spec()),
         )
     log.info(
         "%d icons: %d rendered, %d from the cache",
@@ -214,3 +123,60 @@ def exemplar_objective(
         scores[~present] = np.nan
         best[occupied] = np.fmax(best[occupied], scores)
     return best
+
+
+@dataclass(frozen=True)
+class LevelIcons:
+    """One grid level's icons placed on its cells, and how well they do. Per cell:
+    ``icons`` (cells, S, S, 3) uint8 (zeros where empty), ``keys`` their cache keys (""
+    where empty), ``objective`` what each icon reaches, ``exemplar_objective`` what the
+    best exemplar reaches (:func:`exemplar_objective`), ``quality`` the one over the
+    other, ``grey_share`` the icon's area left at the initial grey
+    (:func:`atlas.render.grey_share`); NaN where a cell has no icon or no exemplar."""
+
+    icons: np.ndarray
+    keys: np.ndarray
+    objective: np.ndarray
+    exemplar_objective: np.ndarray
+    quality: np.ndarray
+    grey_share: np.ndarray
+
+    @property
+    def median_quality(self) -> float | None:
+        return finite_median(self.quality)
+
+    @property
+    def median_grey_share(self) -> float | None:
+        return finite_median(self.grey_share)
+
+
+def level_icons(
+    cache: IconCache,
+    keys: list[str],
+    cells: np.ndarray,
+    n_cells: int,
+    acts,
+    exemplars: np.ndarray,
+    means: np.ndarray,
+    layer: str,
+    whitening: np.ndarray | None,
+    options: RenderConfig,
+) -> LevelIcons:
+    """The :class:`LevelIcons` of a level of ``n_cells`` cells whose occupied ``cells``
+    have the icons ``keys`` in ``cache``; ``acts`` (samples, C), the layer's activations,
+    ``exemplars`` (cells, e) and ``means`` (cells, C), the level's."""
+    icons, value = cache.gather(keys, cells, n_cells, options.icon_size)
+    exemplar_value = exemplar_objective(acts, exemplars, means, cells, layer, whitening, options)
+    icon_keys = np.full(n_cells, "", dtype=object)
+    icon_keys[cells] = keys
+    quality = value / np.where(exemplar_value > 0, exemplar_value, np.nan)
+    grey = np.full(n_cells, np.nan, np.float32)
+    grey[cells] = grey_share(icons[cells], options.grey_tolerance)
+    return LevelIcons(icons, icon_keys, value, exemplar_value, quality, grey)
+
+
+def finite_median(values: np.ndarray) -> float | None:
+    """The median of the finite values (cells without an icon or exemplar are NaN), to
+    four places; None when there is none."""
+    finite = values[np.isfinite(values)]
+    return round(float(np.median(finite)), 4) if len(finite) else None

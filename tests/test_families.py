@@ -150,9 +150,12 @@ def test_rendering_raises_a_direction_in_the_layer(family):
     with torch.no_grad(), model.capture([layer]) as outputs:
         model.module(torch.randn(1, 3, size, size))
     target = outputs[layer][0, :, 1, 1][None]
-    result = render(
-        model, objectives.direction(layer, target), size=size, seeds=[0], steps=12, record_every=11
+    from atlas.config import Recipe  # Lucent's recipe: its step size, its standard set
+
+    recipe = Recipe(
+        icon_size=size, steps=12, lr=0.05, lr_schedule="constant", transforms="standard"
     )
+    result = render(model, objectives.direction(layer, target), recipe, seeds=[0], record_every=11)
     assert result.images.shape == (1, size, size, 3)
     assert result.history[-1, 0] > result.history[0, 0]
 

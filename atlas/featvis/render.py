@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from atlas.config import Recipe
 from atlas.featvis import warps
 from atlas.featvis.fold import fold_batchnorm
-from atlas.featvis.lucent_compat import seeded
 from atlas.featvis.objectives import Objective
 from atlas.featvis.params import fft_image
 from atlas.featvis.relu import Switch, redirect_relus
+from atlas.featvis.seeding import seeded
 from atlas.models import LoadedModel, channels_last_input
 
 # Lucent's standard set (pad, jitter, scale, rotate, jitter): its numbers, cheaper.
@@ -29,12 +30,13 @@ STANDARD_TRANSFORMS = (warps.LucentSet(),)
 LUCENT_SIZE = 224  # the input size Lucent's standard set was tuned for (Lucid's InceptionV1)
 
 
-def transforms_for(kind: str, size: int, options=None) -> list[Callable]:
-    """The robustness transforms a config names, for icons of ``size`` px.
+def transforms_for(recipe: Recipe) -> list[Callable]:
+    """The robustness transforms ``recipe.transforms`` names, for its icons of
+    ``recipe.icon_size`` px.
 
-    ``affine`` (the default): one mild random warp per step (:class:`warps.RandomAffine`, its
-    amounts from ``options``, a :class:`atlas.config.RenderConfig`), which keeps the
-    icon's size and so the layer's central position over the same pixels.
+    ``affine`` (the default): one mild random warp per step (:class:`warps.RandomAffine`,
+    its amounts the recipe's ``shift``, ``scale`` and ``rotate``), which keeps the icon's
+    size and so the layer's central position over the same pixels.
 
     ``standard``: Lucent's standard set as it is (its maps, applied as matrices:
     :class:`warps.LucentSet`). ``scaled``: the same set with its pixel
@@ -43,17 +45,14 @@ def transforms_for(kind: str, size: int, options=None) -> list[Callable]:
     64 px icon the standard jitter moves the image by up to a fifth of its side, more
     than a late layer's central position tolerates: the icons reach a fraction of the
     objective (see tests/featvis/test_render.py). ``none``: no transforms."""
+    kind = recipe.transforms
     if kind == "none":
         return []
     if kind == "affine":
-        if options is None:
-            return [warps.RandomAffine()]
-        return [warps.RandomAffine(options.shift, tuple(options.scale), options.rotate)]
+        return [warps.RandomAffine(recipe.shift, tuple(recipe.scale), recipe.rotate)]
     if kind == "standard":
         return list(STANDARD_TRANSFORMS)
-    if kind != "scaled":
-        raise ValueError(f"unknown transforms {kind!r}: choose affine, scaled, standard or none")
-    factor = size / LUCENT_SIZE
+    factor = recipe.icon_size / LUCENT_SIZE
     pad, first, last = (round(amount * factor) for amount in (12, 8, 4))
     return [warps.LucentSet(pad=pad, first_jitter=first, last_jitter=last)]
 
@@ -80,24 +79,25 @@ class RenderResult:
 def render(
     model: LoadedModel,
     objective: Objective,
+    recipe: Recipe,
     *,
-    size: int,
     seeds: Sequence[int],
-    steps: int = 128,
-    lr: float = 0.05,
-    lr_schedule: str = "constant",
-    transforms: Sequence[Callable] = STANDARD_TRANSFORMS,
-    transform_seed: int = 0,
+    transforms: Sequence[Callable] | None = None,
     record_every: int = 0,
     redirect_relu_steps: int = 0,
 ) -> RenderResult:
-    """Optimize ``len(seeds)`` images of ``size`` px with Adam (step size ``lr``, constant
-    or falling along a cosine, ``lr_schedule``) to maximize ``objective``
-    (one score per element). Element b starts from ``seeds[b]``; the transforms' random
-    draws come from ``transform_seed`` and are shared by the batch, so an element's
-    result does not depend on the rest of its batch. For the first
+    """Optimize ``len(seeds)`` images of ``recipe.icon_size`` px to maximize ``objective``
+    (one score per element): ``recipe.steps`` steps of Adam (step size ``recipe.lr``,
+    constant or falling along a cosine, ``recipe.lr_schedule``) through the recipe's
+    transforms (``transforms``: others instead). Element b starts from ``seeds[b]``; the
+    transforms' random draws come from ``recipe.seed`` and are shared by the batch, so an
+    element's result does not depend on the rest of its batch. For the first
     ``redirect_relu_steps`` steps the ReLUs pass gradient to units that start dead, as
-    Lucid's do (:mod:`atlas.featvis.relu`)."""
+    Lucid's do (:mod:`atlas.featvis.relu`). ``record_every``: keep the objective every so
+    many steps, in ``history``."""
+    size, steps, lr = recipe.icon_size, recipe.steps, recipe.lr
+    if transforms is None:
+        transforms = transforms_for(recipe)
     # Batch norms folded into their convolutions: the same network, an eighth faster.
     module, _ = fold_batchnorm(model.module, objective.layers)
     if module is not model.module:
@@ -108,10 +108,10 @@ def render(
     # "cosine": the step size falls from lr to a twentieth of it, settling the details.
     schedule = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr / 20)
-        if lr_schedule == "cosine"
+        if recipe.lr_schedule == "cosine"
         else None
     )
-    transform = seeded(list(transforms), transform_seed)
+    transform = seeded(list(transforms), recipe.seed)
     if model.fixed_size:  # the transforms change the size; this network takes one only
         transform = _then_resize(transform, model.preprocessing.input_size)
     history = []

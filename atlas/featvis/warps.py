@@ -367,7 +367,7 @@ class RandomAffine(Drawn):
     single bilinear resampling; what moves in from outside is the initial grey. Lucent's
     standard set does the same with three resamplings and an upsampling, and changes the
     image's size. The draws come from NumPy's global generator, as Lucent's do (a render
-    swaps in its own: :func:`atlas.featvis.lucent_compat.seeded`)."""
+    swaps in its own: :func:`atlas.featvis.seeding.seeded`)."""
 
     shift: int = 1
     scale: tuple[float, float] = (0.95, 1.05)

@@ -1,7 +1,7 @@
 """The model report (``atlas report-model``): the layer table, the first layer's filters,
-and what the model expects each class to look like (class activation maximization with
-the feature-visualization engine); with a shape-bias result, how the model decides
-between shape and texture."""
+and what the model expects each class to look like (class activation maximization by the
+render path, :mod:`atlas.render`, with the report section's recipe); with a shape-bias
+result, how the model decides between shape and texture."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from torch import nn
 
 from atlas.config import ReportConfig
 from atlas.errors import AtlasError, choices_hint
-from atlas.featvis import objectives
-from atlas.featvis.render import render, transforms_for
 from atlas.layers import summarize
 from atlas.models import LoadedModel
+from atlas.render import Objectives, render_objectives
 from atlas.reports.imaging import save_png, tile
 from atlas.reports.pages import write_assets, write_page
 from atlas.store.channels import PAGE as CHANNELS_PAGE
@@ -72,15 +71,8 @@ def model_report(
             + choices_hint(unknown[0], model.class_names, label="classes")
         )
     indices = [model.class_names.index(n) for n in names]
-    result = render(
-        model,
-        objectives.class_logit(indices),
-        size=options.icon_size,
-        seeds=list(range(len(indices))),
-        steps=options.steps,
-        lr=options.lr,
-        transforms=transforms_for(options.transforms, options.icon_size),
-    )
+    seeds = [options.seed + i for i in range(len(indices))]
+    result = render_objectives(model, Objectives.classes(indices), seeds, options)
     classes = []
     for i, (name, image, value) in enumerate(zip(names, result.images, result.values, strict=True)):
         file = f"class-{i}.png"

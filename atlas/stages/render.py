@@ -1,5 +1,6 @@
-"""The render stage: an icon for every occupied cell of a grid (:mod:`atlas.icons`), the
-render store and the deep-zoom tiles (:mod:`atlas.store.render`, :mod:`atlas.tiles`).
+"""The render stage: an icon for every occupied cell of a grid and their quality per
+level (:mod:`atlas.icons`), the render store and the deep-zoom tiles
+(:mod:`atlas.store.render`, :mod:`atlas.tiles`).
 
 Outputs, under the output folder: ``icons/`` (the icon cache), ``render.zarr`` (per level
 the icons, their keys, objectives and quality: the icon's objective over the best
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from atlas.config import RenderConfig
-from atlas.icons import exemplar_objective, render_icons
+from atlas.icons import level_icons, render_icons
 from atlas.models import LoadedModel
 from atlas.store import open_run
 from atlas.store.base import write_metrics
@@ -75,17 +76,27 @@ def render_store(
         keys = all_keys[offset : offset + len(cells[size])]
         offset += len(cells[size])
         level = grid.level(size)
-        n_cells = size * size
-        icons, value = cache.gather(keys, cells[size], n_cells, options.icon_size)
-        exemplar_value = exemplar_objective(
-            acts, level["exemplar"][:], level["mean"][:], cells[size], layer, whitening, options
+        measured = level_icons(
+            cache,
+            keys,
+            cells[size],
+            size * size,
+            acts,
+            level["exemplar"][:],
+            level["mean"][:],
+            layer,
+            whitening,
+            options,
         )
-        icon_keys = np.full(n_cells, "", dtype=object)
-        icon_keys[cells[size]] = keys
-        quality = value / np.where(exemplar_value > 0, exemplar_value, np.nan)
-        grey = np.full(n_cells, np.nan, np.float32)
-        grey[cells[size]] = grey_share(icons[cells[size]])
-        quality_by_level[size], grey_by_level[size] = _median(quality), _median(grey)
+        # (the names the level's arrays are written from, below)
+        icons, icon_keys, value = measured.icons, measured.keys, measured.objective
+        exemplar_value, quality, grey = (
+            measured.exemplar_objective,
+            measured.quality,
+            measured.grey_share,
+        )
+        quality_by_level[size] = measured.median_quality
+        grey_by_level[size] = measured.median_grey_share
         store.write_level(
             size,
             {
@@ -124,20 +135,3 @@ def render_store(
         quality_by_level,
         grey_by_level,
     )
-
-
-def _median(values: np.ndarray) -> float | None:
-    """The median of the finite values (cells without an icon or exemplar are NaN)."""
-    finite = values[np.isfinite(values)]
-    return round(float(np.median(finite)), 4) if len(finite) else None
-
-
-GREY_TOLERANCE = 0.04  # a pixel this close to the initial grey (0.5) in every channel is dead
-
-
-def grey_share(icons: np.ndarray) -> np.ndarray:
-    """Per icon (N, S, S, 3) uint8, the share of its area still the initial grey: pixels
-    within ``GREY_TOLERANCE`` of 0.5 in every channel (what the optimization never
-    reached, e.g. outside the layer's receptive field)."""
-    close = np.abs(icons.astype(np.float32) / 255 - 0.5) < GREY_TOLERANCE
-    return close.all(axis=-1).mean(axis=(1, 2)).astype(np.float32)

@@ -44,13 +44,14 @@ def icon_cache(folder: str | Path, layer: str) -> IconCache:
     return IconCache(Path(folder) / layer)
 
 
-def icon_key(channel: int) -> str:
+def icon_name(channel: int) -> str:
+    """A channel's icon in the layer's icon cache (its file stem)."""
     return f"icon-{channel}"
 
 
 def icon_file(layer: str, channel: int) -> str:
     """A channel's icon, relative to the folder."""
-    return f"{layer}/{icon_key(channel)}.png"
+    return f"{layer}/{icon_name(channel)}.png"
 
 
 def crop_file(layer: str, channel: int, rank: int) -> str:

@@ -1,7 +1,7 @@
 """What rendering writes: the icon cache and the render store.
 
 - The icon cache, a folder of ``<key>.png``: one icon per content key (see
-  :func:`atlas.icons.icon_key`), its final objective value in a PNG text chunk. Icons are
+  :func:`atlas.icons.icon_content_key`), its final objective value in a PNG text chunk. Icons are
   written under a temporary name first, so a killed run leaves no half icon behind.
 - ``render.zarr``: per level (a subgroup named by its size) ``icon[cell, y, x, rgb]``
   uint8, ``icon_key[cell]`` ("" for empty cells), ``objective[cell]``,

@@ -24,15 +24,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atlas.config import ModelSpec
+from atlas.config import ModelSpec, Recipe
 from atlas.featvis import objectives as obj
-from atlas.featvis.lucent_compat import lucent_param, lucent_transform, seeded
 from atlas.featvis.render import STANDARD_TRANSFORMS, render
+from atlas.featvis.seeding import seeded
 from atlas.layers import capture
 from atlas.models import load_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for Lucent's reference
+from lucent_ref import lucent_param, lucent_transform
+
 CHECKPOINT = Path(__file__).resolve().parents[2] / "outputs" / "demo" / "model" / "model.pt"
 LAYER = "block4"
+
+
+def lucents(size: int, steps: int) -> Recipe:
+    """Lucent's render_vis recipe: its step size, constant, and its standard transforms."""
+    return Recipe(
+        icon_size=size, steps=steps, lr=0.05, lr_schedule="constant", transforms="standard"
+    )
 
 
 def demo_model():
@@ -79,7 +89,7 @@ def batched(model, channels, steps, size) -> tuple[float, np.ndarray]:
     torch.set_num_threads(os.cpu_count() or 1)
     seeds = list(range(len(channels)))
     start = time.perf_counter()
-    result = render(model, obj.channel(LAYER, channels), size=size, seeds=seeds, steps=steps)
+    result = render(model, obj.channel(LAYER, channels), lucents(size, steps), seeds=seeds)
     seconds = time.perf_counter() - start
     return seconds, score(model, result.images, channels)
 
@@ -94,7 +104,7 @@ def batched_per_core(channels, steps, size) -> tuple[float, np.ndarray]:
 
     def job(w: int):
         picked = [channels[i] for i in parts[w]]
-        return render(models[w], obj.channel(LAYER, picked), size=size, seeds=parts[w], steps=steps)
+        return render(models[w], obj.channel(LAYER, picked), lucents(size, steps), seeds=parts[w])
 
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
@@ -117,9 +127,9 @@ def step_costs(channels, steps, size) -> tuple[float, float, float]:
     torch.set_num_threads(1)
     batch = channels[: (len(channels) + 1) // 2]
     objective = obj.channel(LAYER, batch)
-    render(model, objective, size=size, seeds=range(len(batch)), steps=2)
+    render(model, objective, lucents(size, 2), seeds=range(len(batch)))
     start = time.perf_counter()
-    render(model, objective, size=size, seeds=range(len(batch)), steps=steps)
+    render(model, objective, lucents(size, steps), seeds=range(len(batch)))
     ours = (time.perf_counter() - start) / steps
     module = model.module.eval().requires_grad_(False)
     transform = seeded(list(STANDARD_TRANSFORMS), 0)
@@ -148,7 +158,7 @@ def memory_child(batch: int, steps: int, size: int) -> None:
     import psutil
 
     model = demo_model()
-    render(model, obj.channel(LAYER, [0]), size=size, seeds=[0], steps=1)  # warm up
+    render(model, obj.channel(LAYER, [0]), lucents(size, 1), seeds=[0])  # warm up
     process = psutil.Process()
     before, peak, done = process.memory_info().rss, 0, threading.Event()
 
@@ -160,13 +170,7 @@ def memory_child(batch: int, steps: int, size: int) -> None:
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    render(
-        model,
-        obj.channel(LAYER, list(range(batch))),
-        size=size,
-        seeds=list(range(batch)),
-        steps=steps,
-    )
+    render(model, obj.channel(LAYER, list(range(batch))), lucents(size, steps), seeds=range(batch))
     done.set()
     sampler.join()
     print((peak - before) / 2**20)

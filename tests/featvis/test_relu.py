@@ -4,7 +4,7 @@ import torch
 from helpers import no_hooks_left
 from torch import nn
 
-from atlas.config import ModelSpec
+from atlas.config import ModelSpec, Recipe
 from atlas.featvis import objectives as obj
 from atlas.featvis.relu import redirect_relus, redirected_relu
 from atlas.featvis.render import render
@@ -38,16 +38,10 @@ def test_a_dead_unit_rises_with_redirected_gradients_and_stays_dead_without():
         Dead(), ModelSpec(arch="x"), Preprocessing(8, 8, (0,) * 3, (1,) * 3), ["one"]
     )
     objective = obj.channel("unit", [0])
-    plain = render(model, objective, size=8, seeds=[0], steps=24, lr=0.1, transforms=[])
+    recipe = Recipe(icon_size=8, steps=24, lr=0.1, lr_schedule="constant", transforms="none")
+    plain = render(model, objective, recipe, seeds=[0])
     redirected = render(
-        model,
-        objective,
-        size=8,
-        seeds=[0],
-        steps=24,
-        lr=0.05,
-        transforms=[],
-        redirect_relu_steps=16,
+        model, objective, recipe.updated(lr=0.05), seeds=[0], redirect_relu_steps=16
     )
     assert plain.values[0] == 0 and redirected.values[0] > 0.01
     assert no_hooks_left(model.module) and model.module.unit[1].inplace

@@ -2,15 +2,19 @@ import numpy as np
 import pytest
 import torch
 from helpers import no_hooks_left
+from lucent_ref import lucent_transform
 from torch import nn
 
-from atlas.config import ModelSpec
+from atlas.config import ModelSpec, Recipe, RenderConfig
 from atlas.featvis import objectives as obj
-from atlas.featvis.lucent_compat import lucent_transform, seeded
 from atlas.featvis.render import render, transforms_for
+from atlas.featvis.seeding import seeded
 from atlas.models import LoadedModel, Preprocessing, load_model
+from atlas.render import grey_share
 
 PLAIN = Preprocessing(32, 32, (0.5,) * 3, (0.5,) * 3)
+# Lucent's own recipe: its step size, constant, and its standard transforms.
+LUCENT = Recipe(lr=0.05, lr_schedule="constant", transforms="standard")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +26,9 @@ def cnn64():
 
 def test_objective_rises_and_beats_noise(cnn):
     objective = obj.channel("block3", [3, 7])
-    result = render(cnn, objective, size=32, seeds=[1, 2], steps=48, record_every=8)
+    result = render(
+        cnn, objective, LUCENT.updated(icon_size=32, steps=48), seeds=[1, 2], record_every=8
+    )
     assert (
         result.images.shape == (2, 32, 32, 3)
         and result.images.min() >= 0
@@ -39,23 +45,25 @@ def test_objective_rises_and_beats_noise(cnn):
 
 def test_a_batch_equals_single_renders_with_the_same_seeds(cnn):
     channels, seeds = [0, 5, 9], [11, 12, 13]
-    batch = render(cnn, obj.channel("block3", channels), size=32, seeds=seeds, steps=12)
+    recipe = LUCENT.updated(icon_size=32, steps=12)
+    batch = render(cnn, obj.channel("block3", channels), recipe, seeds=seeds)
     for i, (c, s) in enumerate(zip(channels, seeds, strict=True)):
-        single = render(cnn, obj.channel("block3", [c]), size=32, seeds=[s], steps=12)
+        single = render(cnn, obj.channel("block3", [c]), recipe, seeds=[s])
         assert np.abs(single.images[0] - batch.images[i]).mean() < 0.01
         assert single.values[0] == pytest.approx(batch.values[i], rel=0.05)
 
 
 def test_same_seed_same_icon_and_hooks_are_removed(cnn):
     flags = [p.requires_grad for p in cnn.module.parameters()]
-    a = render(cnn, obj.channel("block2", [4]), size=32, seeds=[3], steps=6)
-    b = render(cnn, obj.channel("block2", [4]), size=32, seeds=[3], steps=6)
-    c = render(cnn, obj.channel("block2", [4]), size=32, seeds=[4], steps=6)
+    recipe = LUCENT.updated(icon_size=32, steps=6)
+    a = render(cnn, obj.channel("block2", [4]), recipe, seeds=[3])
+    b = render(cnn, obj.channel("block2", [4]), recipe, seeds=[3])
+    c = render(cnn, obj.channel("block2", [4]), recipe, seeds=[4])
     assert np.array_equal(a.images, b.images) and not np.array_equal(a.images, c.images)
     assert no_hooks_left(cnn.module)
     assert [p.requires_grad for p in cnn.module.parameters()] == flags
     with pytest.raises(KeyError):
-        render(cnn, obj.channel("no_such_layer", [0]), size=32, seeds=[0], steps=2)
+        render(cnn, obj.channel("no_such_layer", [0]), recipe, seeds=[0])
     assert no_hooks_left(cnn.module) and [p.requires_grad for p in cnn.module.parameters()] == flags
 
 
@@ -70,9 +78,8 @@ def test_channel_objective_on_a_known_filter_draws_its_pattern():
         conv.weight[0, :, :, 2] = -0.5
     net = nn.Sequential(conv, nn.ReLU()).eval()
     model = LoadedModel(net, ModelSpec(arch="x"), PLAIN, ["stripes"])
-    result = render(
-        model, obj.channel("1", [0]), size=32, seeds=[0], steps=128, lr=0.1, transforms=()
-    )
+    recipe = Recipe(icon_size=32, steps=128, lr=0.1, lr_schedule="constant", transforms="none")
+    result = render(model, obj.channel("1", [0]), recipe, seeds=[0])
     gray = result.images[0].mean(axis=2)
     across = np.abs(np.diff(gray, axis=1)).mean()  # changes from column to column
     along = np.abs(np.diff(gray, axis=0)).mean()  # changes down a column
@@ -91,16 +98,18 @@ def shaken(transforms, size, seed):
 
 def test_scaled_transforms_are_lucents_at_224_and_shake_small_icons_less():
     image = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    ours = seeded(transforms_for("scaled", 224), 5)(image)
+    ours = seeded(transforms_for(Recipe(icon_size=224, transforms="scaled")), 5)(image)
     lucent = seeded(list(lucent_transform.standard_transforms), 5)(image)
     # Lucent computes its sampling positions in float32, off by up to ~1e-5 px at 248 px.
     torch.testing.assert_close(ours, lucent, rtol=0, atol=1e-4)
-    assert transforms_for("none", 64) == []
-    standard = [max(map(abs, shaken(transforms_for("standard", 64), 64, s))) for s in range(40)]
-    scaled = [max(map(abs, shaken(transforms_for("scaled", 64), 64, s))) for s in range(40)]
-    assert max(scaled) <= 4 < max(standard)
-    with pytest.raises(ValueError, match="affine, scaled, standard or none"):
-        transforms_for("wobbly", 64)
+    assert transforms_for(Recipe(transforms="none")) == []
+    standard = transforms_for(Recipe(icon_size=64, transforms="standard"))
+    scaled = transforms_for(Recipe(icon_size=64, transforms="scaled"))
+    standard_shifts = [max(map(abs, shaken(standard, 64, s))) for s in range(40)]
+    scaled_shifts = [max(map(abs, shaken(scaled, 64, s))) for s in range(40)]
+    assert max(scaled_shifts) <= 4 < max(standard_shifts)
+    with pytest.raises(ValueError, match="transforms"):
+        Recipe(transforms="wobbly")
 
 
 def test_scaled_transforms_reach_more_of_a_direction_on_small_icons(cnn64):
@@ -110,9 +119,8 @@ def test_scaled_transforms_reach_more_of_a_direction_on_small_icons(cnn64):
     objective = obj.direction("block4", directions, cossim_pow=4.0)
     kinds = {}
     for kind in ("standard", "scaled"):
-        kinds[kind] = render(
-            cnn64, objective, size=64, seeds=range(6), steps=48, transforms=transforms_for(kind, 64)
-        ).values
+        recipe = LUCENT.updated(icon_size=64, steps=48, transforms=kind)
+        kinds[kind] = render(cnn64, objective, recipe, seeds=range(6)).values
     assert np.median(kinds["scaled"]) > 1.5 * np.median(kinds["standard"])
 
 
@@ -146,32 +154,24 @@ def test_the_affine_warp_is_one_exact_shift_zoom_and_turn_with_grey_coming_in():
     expected_y = round(4 + 4 * np.sin(np.deg2rad(angle)))
     expected_x = round(4 - 4 * np.cos(np.deg2rad(angle)))
     assert abs(y - expected_y) <= 1 and abs(x - expected_x) <= 1
-    assert transforms_for("affine", 64)[0] is not None
+    (affine,) = transforms_for(Recipe(shift=2, scale=(0.9, 1.1), rotate=7.0))
+    assert (affine.shift, affine.scale, affine.degrees) == (2, (0.9, 1.1), 7.0)
 
 
 def test_icons_at_the_receptive_field_reach_the_direction_with_the_default_recipe(cnn64):
     """The defaults (one mild warp, cosine steps) against Lucent's scaled set: at the
     layer's receptive field (block4 sees 38 px) the icons drive the direction further and
     leave almost nothing grey."""
-    from atlas.config import RenderConfig
-    from atlas.stages.render import grey_share
-
     directions = np.abs(np.random.default_rng(0).normal(size=(4, 128))).astype(np.float32)
     objective = obj.direction("block4", directions, cossim_pow=4.0)
-    options = RenderConfig(icon_size=40)
-    ours = render(
+    options = RenderConfig(icon_size=40, steps=40)
+    ours = render(cnn64, objective, options, seeds=range(4))
+    before = render(
         cnn64,
         objective,
-        size=40,
+        LUCENT.updated(icon_size=64, steps=40, transforms="scaled"),
         seeds=range(4),
-        steps=40,
-        lr=options.lr,
-        lr_schedule=options.lr_schedule,
-        transforms=transforms_for("affine", 40, options),
-    )
-    before = render(
-        cnn64, objective, size=64, seeds=range(4), steps=40, transforms=transforms_for("scaled", 64)
     )
     assert np.median(ours.values) > 2 * np.median(before.values)
     icons = (np.clip(ours.images, 0, 1) * 255).astype(np.uint8)
-    assert np.median(grey_share(icons)) < 0.1
+    assert np.median(grey_share(icons, options.grey_tolerance)) < 0.1

@@ -4,9 +4,11 @@ Lucent's standard set (kornia and torch resampling pixel by pixel) and grid_samp
 import numpy as np
 import pytest
 import torch
+from lucent_ref import lucent_transform
 
-from atlas.featvis.lucent_compat import lucent_transform, seeded
+from atlas.config import Recipe
 from atlas.featvis.render import transforms_for
+from atlas.featvis.seeding import seeded
 from atlas.featvis.warps import LucentSet
 from atlas.featvis.warps import RandomAffine as random_affine
 
@@ -46,7 +48,7 @@ def test_lucent_set_is_lucents_standard_transforms_and_draws_alike(seed):
 def test_a_set_without_pad_or_jitter_leaves_them_out_draws_and_all():
     """At 64 px the scaled set pads 3 px, jitters by up to 1 px and drops the last jitter
     (under 2 px): Lucent's list with those transforms alone."""
-    (ours,) = transforms_for("scaled", 64)
+    (ours,) = transforms_for(Recipe(icon_size=64, transforms="scaled"))
     assert (ours.pad, ours.first_jitter, ours.last_jitter) == (3, 2, 1)
     theirs = [
         lucent_transform.pad(3, mode="constant", constant_value=0.5),
