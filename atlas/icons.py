@@ -26,7 +26,7 @@ from atlas.models import LoadedModel
 from atlas.render import Objectives, grey_share, render_to_cache
 from atlas.rows import take_rows
 from atlas.store import RunStore
-from atlas.store.render import IconCache
+from atlas.store.render import IconCache, RenderLevel
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,18 @@ class LevelIcons:
     @property
     def median_grey_share(self) -> float | None:
         return finite_median(self.grey_share)
+
+    def record(self, size: int) -> RenderLevel:
+        """The level as the render store keeps it."""
+        return RenderLevel(
+            size=size,
+            icon=self.icons,
+            icon_key=self.keys.astype(str),
+            objective=self.objective,
+            exemplar_objective=self.exemplar_objective,
+            quality=self.quality,
+            grey_share=self.grey_share,
+        )
 
 
 def level_icons(

@@ -61,8 +61,8 @@ def render_store(
     layer = grid.layer
     whitening = grid.whitening() if options.whiten else None
     levels = options.levels or grid.levels
-    cells = {size: np.flatnonzero(grid.level(size)["count"][:] > 0) for size in levels}
-    targets = np.concatenate([grid.level(size)["mean"][:][cells[size]] for size in levels])
+    cells = {size: grid.read_level(size).occupied() for size in levels}
+    targets = np.concatenate([grid.read_level(size).mean[:][cells[size]] for size in levels])
     cache = IconCache(out / "icons")
     all_keys, rendered = render_icons(
         run, layer, targets, cache, options, whitening=whitening, scheduler=scheduler, model=model
@@ -70,45 +70,29 @@ def render_store(
     store = create_render(out)
     tiles = out / "tiles"
     tiles.mkdir(exist_ok=True)
-    acts = run.layer(layer)["acts"]
+    acts = run.read_layer(layer).acts
     offset, quality_by_level, grey_by_level = 0, {}, {}
     for size in levels:
         keys = all_keys[offset : offset + len(cells[size])]
         offset += len(cells[size])
-        level = grid.level(size)
+        level = grid.read_level(size)
         measured = level_icons(
             cache,
             keys,
             cells[size],
             size * size,
             acts,
-            level["exemplar"][:],
-            level["mean"][:],
+            level.exemplar[:],
+            level.mean[:],
             layer,
             whitening,
             options,
         )
-        # (the names the level's arrays are written from, below)
-        icons, icon_keys, value = measured.icons, measured.keys, measured.objective
-        exemplar_value, quality, grey = (
-            measured.exemplar_objective,
-            measured.quality,
-            measured.grey_share,
-        )
         quality_by_level[size] = measured.median_quality
         grey_by_level[size] = measured.median_grey_share
-        store.write_level(
-            size,
-            {
-                "icon": (icons, ("cell", "y", "x", "rgb")),
-                "icon_key": (icon_keys.astype(str), ("cell",)),
-                "objective": (value, ("cell",)),
-                "exemplar_objective": (exemplar_value, ("cell",)),
-                "quality": (quality, ("cell",)),
-                "grey_share": (grey, ("cell",)),
-            },
-        )
-        write_pyramid(icons, cells[size], size, tiles / str(size), tile_size=options.tile_size)
+        store.write_level(size, measured.record(size))
+        pyramid = tiles / str(size)
+        write_pyramid(measured.icons, cells[size], size, pyramid, tile_size=options.tile_size)
     store.finish(
         {
             "levels": list(levels),
