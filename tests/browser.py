@@ -8,9 +8,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from atlas.viewer.server import serve_in_background
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+# Where the browser tests leave their screenshots.
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Chromium is installed by `make test`"
+)
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -53,7 +60,11 @@ def watched(page) -> list[str]:
         "console", lambda m: problems.append(f"console {m.text}") if m.type == "error" else None
     )
     page.on("pageerror", lambda e: problems.append(f"page error {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"failed {r.url}"))
+    # A fetch cancelled by leaving the page (net::ERR_ABORTED) is no failure of the site.
+    page.on(
+        "requestfailed",
+        lambda r: None if r.failure == "net::ERR_ABORTED" else problems.append(f"failed {r.url}"),
+    )
     page.on(
         "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
     )

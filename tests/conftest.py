@@ -1,7 +1,7 @@
 import os
 
 import pytest
-from helpers import SPEC
+from helpers import SPEC, TINY_WORLD
 from sites import SiteRecipe, build_test_site
 
 os.environ.setdefault("ATLAS_PROGRESS", "0")
@@ -39,13 +39,11 @@ def cnn():
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
-    """A small demo world (32 px, a few images per class) generated once per session."""
+    """A small demo world (``helpers.TINY_WORLD``) generated once per session."""
     from atlas.demo.world import make_world
 
     root = tmp_path_factory.mktemp("world")
-    make_world(
-        root, seed=3, image_size=32, train_per_class=12, test_per_class=5, swapped_per_class=4
-    )
+    make_world(root, **TINY_WORLD)
     return root
 
 

@@ -11,6 +11,15 @@ SPEC = ModelSpec(
     arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32, class_names=sorted(CLASS_NAMES)
 )
 
+# The recipe of conftest's ``tiny_world``: 32 px, a few images per class.
+TINY_WORLD = {
+    "seed": 3,
+    "image_size": 32,
+    "train_per_class": 12,
+    "test_per_class": 5,
+    "swapped_per_class": 4,
+}
+
 
 def no_hooks_left(module: nn.Module) -> bool:
     """No forward, forward-pre or backward hook remains anywhere in ``module``."""

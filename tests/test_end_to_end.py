@@ -160,6 +160,7 @@ def test_the_imagenet_recipe_at_toy_size_on_random_weights(tiny_world, tmp_path)
 
     config = str(ROOT / "configs" / "imagenet-googlenet.yaml")
     toy = ["-s", "model.weights=null", "-s", "model.input_size=64", "-s", "model.resize_size=64"]
+    quick_render = ["-s", "render.steps=2", "-s", "render.icon_size=32"]
     store, layout, grid = (
         str(tmp_path / "acts.zarr"),
         str(tmp_path / "layout.zarr"),
@@ -182,10 +183,7 @@ def test_the_imagenet_recipe_at_toy_size_on_random_weights(tiny_world, tmp_path)
         ["grid", "-s", "grid.levels=[2,4,8]", "--store", store, "--layout", layout, "--out", grid],
         [
             "render",
-            "-s",
-            "render.steps=2",
-            "-s",
-            "render.icon_size=32",
+            *quick_render,
             "--store",
             store,
             "--grid",
@@ -205,10 +203,7 @@ def test_the_imagenet_recipe_at_toy_size_on_random_weights(tiny_world, tmp_path)
             "classes.mode=topn",
             "-s",
             "classes.top_n=5",
-            "-s",
-            "render.steps=2",
-            "-s",
-            "render.icon_size=32",
+            *quick_render,
             "--store",
             store,
             "--layout",

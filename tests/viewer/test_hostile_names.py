@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import CHROMIUM, open_page, serving, wait_until
+from browser import needs_chromium, open_page, serving, wait_until
 from PIL import Image
 from sites import SiteRecipe, build_test_site
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Chromium is installed by `make test`"
-)
+pytestmark = needs_chromium
 
 # Each sets window.__pwned (or opens a dialog) if it ever runs as markup or as a URL.
 CLASSES = [
@@ -122,6 +120,29 @@ def test_cell_data_names_images_by_their_path_under_the_source(hostile_site):
     assert names and set(names) <= expected
 
 
+def every_cell(page, viewer: str, cells: Path, sizes: list[int]):
+    """Hover and then open every cell of ``sizes`` on the map whose script object is
+    ``viewer``; yields each cell's data (from the blocks under ``cells``) and its tooltip's
+    text while its panel is open, and closes the panel after."""
+    width = page.evaluate("document.querySelector('#map').clientWidth")
+    for size in sizes:
+        for block in (cells / str(size)).glob("*.json"):
+            for cell in json.loads(block.read_text()):
+                page.evaluate(f"{viewer}.zoomToCell({size}, {cell['cell']}, 6)")
+                wait_until(page, f"{viewer}.level() === {size}")
+                at = page.evaluate(f"{viewer}.cellCenter({size}, {cell['cell']})")
+                page.mouse.move(at["x"], at["y"])
+                page.wait_for_selector(
+                    f"#tooltip[data-cell='{cell['cell']}']:not([hidden])", timeout=5000
+                )
+                tooltip = page.inner_text("#tooltip")
+                page.mouse.click(at["x"], at["y"])
+                page.wait_for_selector(f"#panel[data-cell='{cell['cell']}']", timeout=5000)
+                yield cell, tooltip
+                page.click("#close")  # the panel narrows the map: wait until it is back
+                wait_until(page, f"{viewer}.viewer.viewport.getContainerSize().x === {width}")
+
+
 def test_nothing_runs_and_every_name_shows_literally(hostile_site):
     site, _ = hostile_site
     with serving(site) as (browser, url):
@@ -131,73 +152,36 @@ def test_nothing_runs_and_every_name_shows_literally(hostile_site):
         def pwned():
             return page.evaluate("typeof window.__pwned !== 'undefined'")
 
-        width = page.evaluate("document.querySelector('#map').clientWidth")
         assert page.title() == TITLE and page.inner_text("#title") == TITLE
         options = page.eval_on_selector_all(
             "#class-names option", "(els) => els.map((e) => e.value)"
         )
         assert sorted(options) == sorted(CLASSES)
-        atlas = json.loads((site / "atlas.json").read_text())
+        sizes = [level["size"] for level in json.loads((site / "atlas.json").read_text())["levels"]]
         shown_classes = set()
-        for level in atlas["levels"]:
-            size = level["size"]
-            for block in (site / "cells" / str(size)).glob("*.json"):
-                for cell in json.loads(block.read_text()):
-                    page.evaluate(f"atlasViewer.zoomToCell({size}, {cell['cell']}, 6)")
-                    wait_until(page, f"atlasViewer.level() === {size}")
-                    at = page.evaluate(f"atlasViewer.cellCenter({size}, {cell['cell']})")
-                    page.mouse.move(at["x"], at["y"])
-                    page.wait_for_selector(
-                        f"#tooltip[data-cell='{cell['cell']}']:not([hidden])", timeout=5000
-                    )
-                    tooltip = page.inner_text("#tooltip")
-                    for c, _ in cell["classes"]:
-                        assert CLASSES_SORTED[c] in tooltip
-                        shown_classes.add(CLASSES_SORTED[c])
-                    page.mouse.click(at["x"], at["y"])
-                    page.wait_for_selector(f"#panel[data-cell='{cell['cell']}']", timeout=5000)
-                    panel = page.locator("#panel")
-                    for exemplar in cell["exemplars"]:
-                        titles = panel.locator(".exemplars img").evaluate_all(
-                            "(els) => els.map((e) => e.title)"
-                        )
-                        assert exemplar["path"] in titles
-                    page.click("#close")  # the panel narrows the map: wait until it is back
-                    wait_until(
-                        page, f"atlasViewer.viewer.viewport.getContainerSize().x === {width}"
-                    )
-                    assert not pwned()
-        assert shown_classes, "the hover showed class names"
+        for cell, tooltip in every_cell(page, "atlasViewer", site / "cells", sizes):
+            for c, _ in cell["classes"]:
+                assert CLASSES_SORTED[c] in tooltip
+                shown_classes.add(CLASSES_SORTED[c])
+            titles = page.locator("#panel .exemplars img").evaluate_all(
+                "(els) => els.map((e) => e.title)"
+            )
+            for exemplar in cell["exemplars"]:
+                assert exemplar["path"] in titles
+            assert not pwned()
+        assert shown_classes and not pwned(), "the hover showed class names"
         for name in CLASSES:
             page.fill("#class-filter", name)
             page.dispatch_event("#class-filter", "change")
         # The image map: every thumbnail hovered and opened; the aligned atlases.
         page.goto(url + "images.html")
         page.wait_for_selector("body[data-ready=true]", timeout=30000)
-        map_width = page.evaluate("document.querySelector('#map').clientWidth")
         shown_names = set()
-        for size in (2, 4):
-            for block in (site / "image-map" / "cells" / str(size)).glob("*.json"):
-                for cell in json.loads(block.read_text()):
-                    page.evaluate(f"imageMap.zoomToCell({size}, {cell['cell']}, 6)")
-                    wait_until(page, f"imageMap.level() === {size}")
-                    at = page.evaluate(f"imageMap.cellCenter({size}, {cell['cell']})")
-                    page.mouse.move(at["x"], at["y"])
-                    page.wait_for_selector(
-                        f"#tooltip[data-cell='{cell['cell']}']:not([hidden])", timeout=5000
-                    )
-                    assert cell["path"] in page.inner_text("#tooltip")
-                    page.mouse.click(at["x"], at["y"])
-                    page.wait_for_selector(f"#panel[data-cell='{cell['cell']}']", timeout=5000)
-                    assert cell["path"] in page.inner_text("#panel")
-                    shown_names.add(cell["path"])
-                    page.click("#close")  # as above: wait until the map is back
-                    wait_until(
-                        page,
-                        f"imageMap.viewer.viewport.getContainerSize().x === {map_width}",
-                    )
-                    assert not pwned()
-        assert shown_names
+        for cell, tooltip in every_cell(page, "imageMap", site / "image-map" / "cells", [2, 4]):
+            assert cell["path"] in tooltip and cell["path"] in page.inner_text("#panel")
+            shown_names.add(cell["path"])
+            assert not pwned()
+        assert shown_names and not pwned()
         page.goto(url + "aligned.html")
         page.wait_for_selector("body[data-ready=true]", timeout=30000)
         assert not pwned()

@@ -2,18 +2,13 @@
 Content-Security-Policy): the aligned atlases side by side, and the image map."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from browser import CHROMIUM, open_page, serving, wait_until
+from browser import ARTIFACTS, needs_chromium, open_page, serving, wait_until
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Chromium is installed by `make test`"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
