@@ -21,12 +21,14 @@ def pytest_runtest_setup(item):
     host = urlsplit(REGISTRY).hostname
     try:
         socket.create_connection((host, 443), timeout=10).close()
+        return
     except OSError as err:
-        pytest.fail(
-            f"{item.name} needs the npm registry ({REGISTRY}), which cannot be reached "
-            f"({err}); deselect it with -m 'not registry' where there is no network",
-            pytrace=False,
-        )
+        reason = str(err)
+    pytest.fail(
+        f"{item.name} needs the npm registry ({REGISTRY}), which cannot be reached "
+        f"({reason}); deselect it with -m 'not registry' where there is no network",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")
