@@ -1,28 +1,26 @@
 """The channels stage: each channel's top images, cut to the receptive field of their
 peak, beside its feature visualization, on pages that show image names as text."""
 
+import copy
 import shutil
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from helpers import SPEC
 from PIL import Image
 
 from atlas.channels import GREY, channel_sheet, field_crop
 from atlas.cli import main
-from atlas.config import ChannelsConfig, ExtractConfig, ModelSpec, RenderConfig
+from atlas.config import ChannelsConfig, ExtractConfig, RenderConfig
 from atlas.data import open_pixels
-from atlas.demo.world import CLASS_NAMES
 from atlas.errors import AtlasError
-from atlas.models import load_model, wrap_model
+from atlas.models import wrap_model
 from atlas.stages.channels import channel_pages
 from atlas.stages.extract import extract_store
 from atlas.store import open_run
 from atlas.store.channels import icon_cache, read_channel_index
 
-SPEC = ModelSpec(
-    arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32, class_names=sorted(CLASS_NAMES)
-)
 HOSTILE = "<img src=x onerror=alert(1)>.png"
 QUICK = RenderConfig(icon_size=24, steps=4, batch_size=64)  # icons in a second
 
@@ -82,19 +80,18 @@ def test_field_crop_keeps_the_peak_in_place_and_greys_what_lies_outside():
     assert (corner[0] == GREY).all() and (corner[:, :2] == GREY).all()
 
 
-def test_the_crops_are_the_receptive_fields_of_the_peaks(run, tmp_path):
+def test_the_crops_are_the_receptive_fields_of_the_peaks(run, cnn, tmp_path):
     geometry = run.geometry("block3")
     sheet = channel_sheet(
         run, "block3", icon_cache(tmp_path, "block3"), ChannelsConfig(), QUICK, scheduler="inline"
     )
     assert sheet.crops.shape == (64, 9, 18, 18, 3)  # the 18 px field of block3 at 32 px
-    model = load_model(SPEC)
     checked_edge = False
     for c in range(0, 64, 9):
         for rank in np.flatnonzero(sheet.tops.image[c] >= 0):
             y, x = sheet.tops.pos[c, rank]
             name = sheet.names[c, rank]
-            pixels = model.preprocessing.crop(open_pixels(run.locate(name))).permute(1, 2, 0)
+            pixels = cnn.preprocessing.crop(open_pixels(run.locate(name))).permute(1, 2, 0)
             x0, y0, x1, y1 = geometry.crop_box(y, x)
             fx0, fy0, *_ = geometry.field_box(y, x)
             crop = sheet.crops[c, rank]
@@ -147,8 +144,8 @@ def test_icons_are_the_render_recipe_and_stay_the_same(pages, run, tmp_path):
     assert (again.icons[5] == icon).all()  # seeded by the channel: the same icon every time
 
 
-def test_a_model_in_memory_renders_the_same_icons(images, pages, tmp_path):
-    module = load_model(SPEC).module
+def test_a_model_in_memory_renders_the_same_icons(images, pages, cnn, tmp_path):
+    module = copy.deepcopy(cnn.module)  # the run's network, as a module of the user's own
     model = wrap_model(module, input_size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     url = str(tmp_path / "memory.zarr")
     extract_store(

@@ -5,20 +5,16 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from helpers import SPEC
 
-from atlas.config import ExtractConfig, ModelSpec
+from atlas.config import ExtractConfig
 from atlas.data import list_images, open_pixels
 from atlas.demo.world import CLASS_NAMES
 from atlas.errors import AtlasError
 from atlas.extract import probe_layers, sample_positions
 from atlas.layers import capture
-from atlas.models import load_model
 from atlas.stages.extract import extract_store
 from atlas.store import StoreMismatchError, open_run
-
-SPEC = ModelSpec(
-    arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32, class_names=sorted(CLASS_NAMES)
-)
 
 
 def options(**changes):
@@ -27,9 +23,10 @@ def options(**changes):
     )
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_model(SPEC, seed=0)
+def extracted(tiny_world, url, **changes):
+    """The tiny world's test split extracted into ``url`` with ``options(**changes)``."""
+    extract_store(str(tiny_world / "test"), url, SPEC, options(**changes), scheduler="inline")
+    return open_run(url)
 
 
 def reference(model, path, layer):
@@ -43,17 +40,15 @@ def reference(model, path, layer):
 
 @pytest.fixture(scope="module")
 def store(tiny_world, tmp_path_factory):
-    url = str(tmp_path_factory.mktemp("run") / "acts.zarr")
-    extract_store(str(tiny_world / "test"), url, SPEC, options(), scheduler="inline")
-    return open_run(url)
+    return extracted(tiny_world, str(tmp_path_factory.mktemp("run") / "acts.zarr"))
 
 
-def test_store_equals_a_direct_forward_pass(store, model, tiny_world):
+def test_store_equals_a_direct_forward_pass(store, cnn, tiny_world):
     group = store.read_layer("block3")
     acts, pos, paths = group.acts[:], group.pos[:], group.path[:]
     assert acts.shape == (50, 64) and group.valid[:].all()
     for i in range(0, 50, 7):
-        layer_out, logits = reference(model, store.locate(paths[i]), "block3")
+        layer_out, logits = reference(cnn, store.locate(paths[i]), "block3")
         y, x = pos[i]
         assert 1 <= y < 7 and 1 <= x < 7  # 8x8 map, one position from the border
         np.testing.assert_allclose(
@@ -65,17 +60,17 @@ def test_store_equals_a_direct_forward_pass(store, model, tiny_world):
         np.testing.assert_allclose(group.topk_prob[i], probs[order], rtol=1e-4)
         assert sorted(CLASS_NAMES)[group.label[i]] == paths[i].split("/")[-2]
     fc = store.read_layer("fc")
-    _, logits = reference(model, store.locate(fc.path[3]), "fc")
+    _, logits = reference(cnn, store.locate(fc.path[3]), "fc")
     np.testing.assert_allclose(fc.acts[3], logits[0].detach().numpy(), rtol=1e-4, atol=1e-5)
     assert (fc.pos[:] == -1).all()
 
 
-def test_attribution_equals_an_autograd_reference(store, model):
+def test_attribution_equals_an_autograd_reference(store, cnn):
     group = store.read_layer("block3")
     attribution, classes = group.attribution[:], group.attribution_class[:]
     assert attribution.shape == (50, 10) and (classes == np.arange(10)).all()  # all 10 classes
     for i in (0, 17, 33):
-        layer_out, logits = reference(model, store.locate(group.path[i]), "block3")
+        layer_out, logits = reference(cnn, store.locate(group.path[i]), "block3")
         y, x = group.pos[i]
         for c in range(10):
             (grad,) = torch.autograd.grad(logits[0, c], layer_out, retain_graph=True)
@@ -83,76 +78,63 @@ def test_attribution_equals_an_autograd_reference(store, model):
             assert attribution[i, c] == pytest.approx(expected, rel=1e-3, abs=1e-5)
 
 
-def test_topk_attribution_covers_the_predicted_classes(tiny_world, tmp_path, model):
-    url = str(tmp_path / "topk.zarr")
-    extract_store(
-        str(tiny_world / "test"),
-        url,
-        SPEC,
-        options(layer="block4", attribution="topk", attribution_k=3),
-        scheduler="inline",
-    )
-    group = open_run(url).read_layer()
+def test_topk_attribution_covers_the_predicted_classes(tiny_world, tmp_path):
+    topk = {"layer": "block4", "attribution": "topk", "attribution_k": 3}
+    group = extracted(tiny_world, str(tmp_path / "topk.zarr"), **topk).read_layer()
     assert group.attribution.shape == (50, 3)
     assert (group.attribution_class[:] == group.topk_class[:, :3]).all()
 
 
-def test_attribution_to_given_classes_equals_their_slots_among_every_class(model, tiny_world):
+def test_attribution_to_given_classes_equals_their_slots_among_every_class(cnn, tiny_world):
     """``targets``: one backward pass per given class, the same values as attributing to
     every class and picking those (what the demo's habitat measure asks for)."""
     from atlas.extract import batch_samples
 
-    (geometry,) = probe_layers(model, options(layer="block3"))
+    (geometry,) = probe_layers(cnn, options(layer="block3"))
     paths = [str(p) for p in sorted((tiny_world / "test").rglob("*.png"))[:6]]
-    pixels = torch.stack([model.preprocessing.crop(open_pixels(p)) for p in paths])
-    inputs = model.preprocessing.normalize(pixels.float() / 255)
+    pixels = torch.stack([cnn.preprocessing.crop(open_pixels(p)) for p in paths])
+    inputs = cnn.preprocessing.normalize(pixels.float() / 255)
     positions = {"block3": np.tile(np.array([[[3, 4]]]), (len(paths), 1, 1))}
-    every, _, _ = batch_samples(model, inputs, [geometry], positions, slots=10, topk=1)
+    every, _, _ = batch_samples(cnn, inputs, [geometry], positions, slots=10, topk=1)
     wanted = torch.tensor([[7], [0], [3], [3], [9], [1]])
-    given, _, _ = batch_samples(
-        model, inputs, [geometry], positions, slots=1, topk=1, targets=wanted
-    )
+    given, _, _ = batch_samples(cnn, inputs, [geometry], positions, slots=1, topk=1, targets=wanted)
     rows = np.arange(len(paths))
     expected = every["block3"].attribution[rows, wanted[:, 0].numpy()]
     np.testing.assert_allclose(given["block3"].attribution[:, 0], expected, rtol=1e-5, atol=1e-7)
     assert (given["block3"].attribution_class[:, 0] == wanted[:, 0].numpy()).all()
 
 
-def test_mean_sampling_uses_the_spatial_mean_and_its_gradient(tiny_world, tmp_path, model):
-    url = str(tmp_path / "mean.zarr")
-    extract_store(
-        str(tiny_world / "test"),
-        url,
-        SPEC,
-        options(layer="block4", sampling="mean", limit=5),
-        scheduler="inline",
+def test_mean_sampling_uses_the_spatial_mean_and_its_gradient(tiny_world, tmp_path, cnn):
+    run = extracted(
+        tiny_world, str(tmp_path / "mean.zarr"), layer="block4", sampling="mean", limit=5
     )
-    run = open_run(url)
     group = run.read_layer()
-    layer_out, logits = reference(model, run.locate(group.path[2]), "block4")
+    layer_out, logits = reference(cnn, run.locate(group.path[2]), "block4")
     mean = layer_out[0].mean(dim=(1, 2))
     np.testing.assert_allclose(group.acts[2], mean.detach().numpy(), rtol=1e-4, atol=1e-6)
     (grad,) = torch.autograd.grad(logits[0, 4], layer_out)
     expected = (mean * grad[0].sum(dim=(1, 2))).sum().item()
     assert group.attribution[2, 4] == pytest.approx(expected, rel=1e-3, abs=1e-5)
-    # GAP then a linear head: the mean's attribution is exactly its share of the logit.
-    w, b = model.module.fc.weight[4], model.module.fc.bias[4]
+    # GAP then a linear head: the mean's attribution is exactly its share of the logit,
+    # the head's weights times the mean (the logit less its bias).
+    w, b = cnn.module.fc.weight[4], cnn.module.fc.bias[4]
     assert expected == pytest.approx((logits[0, 4] - b).item(), rel=1e-4)
-    assert w.shape[0] == mean.shape[0]
+    share = (w * mean).sum().item()
+    assert group.attribution[2, 4] == pytest.approx(share, rel=1e-3, abs=1e-5)
 
 
-def test_sampling_policies_and_their_determinism(model):
-    block3 = probe_layers(model, options(layer="block3"))[0]
+def test_sampling_policies_and_their_determinism(cnn):
+    block3 = probe_layers(cnn, options(layer="block3"))[0]
     assert (block3.channels, block3.height, block3.width) == (64, 8, 8)
     centre = sample_positions(block3, [0, 1], options(layer="block3", sampling="center"))
     assert (centre == 4).all()
-    every = probe_layers(model, options(layer="block3", sampling="all", max_positions=20))[0]
+    every = probe_layers(cnn, options(layer="block3", sampling="all", max_positions=20))[0]
     assert every.samples_per_image == 20
     picked = sample_positions(
         every, [5], options(layer="block3", sampling="all", max_positions=20)
     )[0]
     assert len({tuple(p) for p in picked}) == 20
-    full = probe_layers(model, options(layer="block4", sampling="all"))[0]
+    full = probe_layers(cnn, options(layer="block4", sampling="all"))[0]
     assert full.samples_per_image == 16
     random = options(layer="block3", seed=3)
     a = sample_positions(block3, [10, 11, 12], random)
@@ -160,19 +142,11 @@ def test_sampling_policies_and_their_determinism(model):
     assert not (a == sample_positions(block3, [10, 11, 12], options(layer="block3", seed=4))).all()
 
 
-def test_all_sampling_writes_every_position(tiny_world, tmp_path, model):
-    url = str(tmp_path / "all.zarr")
-    extract_store(
-        str(tiny_world / "test"),
-        url,
-        SPEC,
-        options(layer="block4", sampling="all", limit=3),
-        scheduler="inline",
-    )
-    run = open_run(url)
+def test_all_sampling_writes_every_position(tiny_world, tmp_path, cnn):
+    run = extracted(tiny_world, str(tmp_path / "all.zarr"), layer="block4", sampling="all", limit=3)
     group = run.read_layer()
     assert group.acts.shape == (48, 128)
-    layer_out, _ = reference(model, run.locate(group.path[16]), "block4")
+    layer_out, _ = reference(cnn, run.locate(group.path[16]), "block4")
     expected = layer_out[0].detach().permute(1, 2, 0).reshape(16, 128).numpy()
     np.testing.assert_allclose(group.acts[16:32], expected, rtol=1e-4, atol=1e-5)
     assert (group.image[16:32] == 1).all()
@@ -191,9 +165,7 @@ def test_the_store_opens_with_xarray(store):
 
 def test_a_changed_config_is_refused_unless_overwritten(store, tiny_world):
     with pytest.raises(StoreMismatchError, match=r"extract\.seed: 0 -> 1.*--overwrite"):
-        extract_store(
-            str(tiny_world / "test"), store.url, SPEC, options(seed=1), scheduler="inline"
-        )
+        extracted(tiny_world, store.url, seed=1)
     # Operational keys do not change the result: the complete store is reused as is.
     summary = extract_store(
         str(tiny_world / "test"), store.url, SPEC, options(batch_size=3), scheduler="inline"
@@ -242,10 +214,10 @@ def test_images_are_named_relative_to_the_source_wherever_it_lies(
     one, two = stores
     assert one.image_root == two.image_root == "data/test"
     assert one.identity_hash == two.identity_hash
-    names = list(one.images.image_path[:])
-    assert names == list(two.images.image_path[:])
+    names = list(one.group.image_path[:])
+    assert names == list(two.group.image_path[:])
     assert all(not n.startswith("/") and n.count("/") == 1 for n in names)
-    assert (one.read_layer().acts[:] == two.read_layer().acts[:]).all()
+    assert (one.read_layer()["acts"][:] == two.read_layer()["acts"][:]).all()
     assert str(tmp_path) not in json.dumps(dict(one.group.attrs))
 
 
@@ -254,7 +226,7 @@ def brute_force_tops(model, run, layer, k):
     once, at its first maximal position; ties to the lower image index), computed from
     every position of every image directly."""
     peaks, where = [], []
-    for name in run.images.image_path[:]:
+    for name in run.group.image_path[:]:
         output, _ = reference(model, run.locate(name), layer)
         flat = output[0].detach().flatten(1).numpy()
         peaks.append(flat.max(axis=1))
@@ -267,10 +239,10 @@ def brute_force_tops(model, run, layer, k):
     return top, np.take_along_axis(peaks.T, top, axis=1), np.stack([at // width, at % width], -1)
 
 
-def test_channel_tops_equal_a_brute_force_search_over_every_position(store, model):
+def test_channel_tops_equal_a_brute_force_search_over_every_position(store, cnn):
     assert store.channel_top_layers == ["block3"]  # fc is a vector layer
     tops = store.channel_tops("block3")
-    images, values, positions = brute_force_tops(model, store, "block3", 9)
+    images, values, positions = brute_force_tops(cnn, store, "block3", 9)
     assert tops.image.shape == (64, 9) and store.layout.n_tasks == 4
     np.testing.assert_array_equal(tops.image, images)
     np.testing.assert_array_equal(tops.pos, positions)
@@ -279,11 +251,11 @@ def test_channel_tops_equal_a_brute_force_search_over_every_position(store, mode
         store.channel_tops("fc")
 
 
-def test_pooled_is_the_spatial_mean_per_image(store, model):
+def test_pooled_is_the_spatial_mean_per_image(store, cnn):
     pooled, fc = store.pooled("block3"), store.pooled("fc")
     assert pooled.shape == (50, 64) and fc.shape == (50, 10) and store.image_valid().all()
     for i in (0, 21, 49):
-        output, logits = reference(model, store.locate(store.images.image_path[i]), "block3")
+        output, logits = reference(cnn, store.locate(store.images.image_path[i]), "block3")
         mean = output[0].detach().mean(dim=(1, 2)).numpy()
         np.testing.assert_allclose(pooled[i], mean, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(fc[i], logits[0].detach().numpy(), rtol=1e-4, atol=1e-5)
@@ -295,15 +267,14 @@ def test_pooled_is_the_spatial_mean_per_image(store, model):
 def test_channel_tops_do_not_depend_on_the_tasks(tiny_world, tmp_path, store):
     """Two tasks of 32 and 18 images, run in one batch each, rank the channels as the
     fixture's four tasks of 16 (batches of 8) merged do."""
-    url = str(tmp_path / "one.zarr")
-    extract_store(
-        str(tiny_world / "test"),
-        url,
-        SPEC,
-        options(layer="block3", chunk_size=64, batch_size=50, attribution="off"),
-        scheduler="inline",
+    one = extracted(
+        tiny_world,
+        str(tmp_path / "one.zarr"),
+        layer="block3",
+        chunk_size=64,
+        batch_size=50,
+        attribution="off",
     )
-    one = open_run(url)
     assert one.layout.n_tasks == 2
     single, merged = one.channel_tops(), store.channel_tops("block3")
     np.testing.assert_array_equal(single.image, merged.image)
@@ -369,7 +340,7 @@ def test_channel_tops_count_an_image_once_and_break_ties_by_image_index(tmp_path
 
 
 def test_merging_rankings_equals_ranking_everything_at_once():
-    from atlas.channel_tops import ChannelTops
+    from atlas.store import ChannelTops
 
     rng = np.random.default_rng(0)
     values = rng.integers(0, 4, (3, 40)).astype(np.float32)  # many ties

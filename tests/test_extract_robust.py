@@ -13,16 +13,14 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
+from helpers import SPEC
 from PIL import Image
 
-from atlas.config import ExtractConfig, ModelSpec
+from atlas.config import ExtractConfig
 from atlas.demo.world import CLASS_NAMES, make_world
 from atlas.stages.extract import extract_store
 from atlas.store import open_run
 
-SPEC = ModelSpec(
-    arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32, class_names=sorted(CLASS_NAMES)
-)
 OPTIONS = ExtractConfig(layer="block3", chunk_size=4, batch_size=4, attribution="off")
 
 
@@ -168,6 +166,23 @@ def test_one_and_two_workers_give_the_same_store(tiny_world, tmp_path):
     assert_same_store(one, two)
 
 
+def wait_for_tasks(store: Path, tasks_done: int, running, timeout: float = 120) -> None:
+    """Return once ``tasks_done`` tasks of the store at ``store`` are written; fail, saying
+    how many were, if the run stops (``running()`` turns false) or ``timeout`` seconds
+    pass first."""
+    done_dir = store / "done" / "c"
+    deadline = time.monotonic() + timeout
+
+    def written() -> int:
+        return len(list(done_dir.iterdir())) if done_dir.is_dir() else 0
+
+    while written() < tasks_done:
+        if not running() or time.monotonic() > deadline:
+            why = "the run ended" if not running() else f"{timeout} s passed"
+            pytest.fail(f"{why} with {written()} of the {tasks_done} tasks awaited in {store}")
+        time.sleep(0.01)
+
+
 def run_until(args, store: Path, tasks_done: int, sig: int) -> int:
     """Start ``atlas extract``, send ``sig`` once ``tasks_done`` tasks are written, and
     return its exit status."""
@@ -180,12 +195,12 @@ def run_until(args, store: Path, tasks_done: int, sig: int) -> int:
         # Ctrl-C ignored (`make test &`), the child would inherit that and never stop.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    done_dir = store / "done" / "c"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (
-        done_dir.is_dir() and len(list(done_dir.iterdir())) >= tasks_done
-    ):
-        time.sleep(0.01)
+    try:
+        wait_for_tasks(store, tasks_done, lambda: process.poll() is None)
+    except BaseException:
+        process.kill()
+        process.communicate()
+        raise
     process.send_signal(sig)
     _, err = process.communicate()
     if sig == signal.SIGINT:
@@ -260,9 +275,7 @@ def test_a_dead_worker_does_not_stop_the_run(tiny_world, tmp_path):
             kwargs={"scheduler": cluster.scheduler_address},
         )
         worker.start()
-        done_dir = Path(url) / "done" / "c"
-        while not (done_dir.is_dir() and len(list(done_dir.iterdir())) >= 5):
-            time.sleep(0.01)
+        wait_for_tasks(Path(url), 5, worker.is_alive)
         os.kill(pids[0], signal.SIGKILL)
         worker.join(timeout=300)
     assert not open_run(url).pending_tasks()

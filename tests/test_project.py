@@ -116,15 +116,14 @@ def test_the_suggested_layer_is_a_late_block_with_room_to_localize(spec, layer):
 
 @pytest.mark.slow
 def test_a_cluster_whose_workers_run_elsewhere_sees_the_paths_the_user_gave(
-    tiny_world, tmp_path, monkeypatch
+    cnn, tiny_world, tmp_path, monkeypatch
 ):
     """The user works in their project folder with relative paths; the scheduler and the
     worker run in folders of their own. The store equals an inline run's."""
     project = tmp_path / "project"
     shutil.copytree(tiny_world / "test", project / "data")
-    spec = ModelSpec(arch="atlas.demo.net:DemoCNN", num_classes=10, input_size=32)
     (project / "model").mkdir()
-    load_model(spec).save(project / "model" / "model.pt")
+    cnn.save(project / "model" / "model.pt")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     scheduler_file = tmp_path / "scheduler.json"

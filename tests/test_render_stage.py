@@ -51,51 +51,28 @@ def test_every_occupied_cell_gets_an_icon_and_tiles(tiny_store, grid, tmp_path):
     assert summary.icons == total and summary.rendered <= total
 
 
+def render_again(store, grid, out, **changes):
+    """The render stage into ``out`` with ``OPTIONS`` changed by ``changes``."""
+    return render_store(
+        store, grid, str(out), OPTIONS.model_copy(update=changes), scheduler="inline"
+    )
+
+
 def test_a_rerun_renders_nothing_and_a_new_level_only_its_new_cells(tiny_store, grid, tmp_path):
-    first = render_store(
-        tiny_store,
-        grid,
-        str(tmp_path),
-        OPTIONS.model_copy(update={"levels": [2]}),
-        scheduler="inline",
-    )
+    first = render_again(tiny_store, grid, tmp_path, levels=[2])
     assert first.rendered == first.icons > 0
-    again = render_store(
-        tiny_store,
-        grid,
-        str(tmp_path),
-        OPTIONS.model_copy(update={"levels": [2]}),
-        scheduler="inline",
-    )
+    again = render_again(tiny_store, grid, tmp_path, levels=[2])
     assert again.rendered == 0
     # From the cache, the same bytes: icons, stores and tiles (no time stamps anywhere).
     tiles = sorted((tmp_path / "tiles").rglob("*"))
     before = {p: p.read_bytes() for p in tiles if p.is_file()}
-    render_store(
-        tiny_store,
-        grid,
-        str(tmp_path),
-        OPTIONS.model_copy(update={"levels": [2]}),
-        scheduler="inline",
-    )
+    render_again(tiny_store, grid, tmp_path, levels=[2])
     after = {p: p.read_bytes() for p in sorted((tmp_path / "tiles").rglob("*")) if p.is_file()}
     assert after == before
-    both = render_store(
-        tiny_store,
-        grid,
-        str(tmp_path),
-        OPTIONS.model_copy(update={"levels": [2, 4]}),
-        scheduler="inline",
-    )
+    both = render_again(tiny_store, grid, tmp_path, levels=[2, 4])
     fine = int((open_grid(grid).level(4)["count"][:] > 0).sum())
     assert both.icons == first.icons + fine and both.rendered <= fine
-    changed = render_store(
-        tiny_store,
-        grid,
-        str(tmp_path),
-        OPTIONS.model_copy(update={"levels": [2], "steps": 5}),
-        scheduler="inline",
-    )
+    changed = render_again(tiny_store, grid, tmp_path, levels=[2], steps=5)
     assert changed.rendered == first.icons  # new settings, new icons
 
 

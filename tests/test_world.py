@@ -4,6 +4,7 @@ import json
 from collections import Counter
 
 import numpy as np
+from helpers import TINY_WORLD
 
 from atlas.demo.world import (
     CLASS_NAMES,
@@ -33,20 +34,10 @@ def test_world_has_enough_classes_and_habitats():
 
 def test_generation_is_deterministic_and_seed_dependent(tiny_world, tmp_path):
     again = tmp_path / "again"
-    make_world(
-        again,
-        seed=3,
-        image_size=32,
-        train_per_class=12,
-        test_per_class=5,
-        swapped_per_class=4,
-        workers=1,
-    )
+    make_world(again, **TINY_WORLD, workers=1)
     assert digest(again) == digest(tiny_world)
     other = tmp_path / "other"
-    make_world(
-        other, seed=4, image_size=32, train_per_class=12, test_per_class=5, swapped_per_class=4
-    )
+    make_world(other, **{**TINY_WORLD, "seed": 4})
     assert digest(other) != digest(tiny_world)
 
 

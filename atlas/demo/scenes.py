@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from atlas.demo.world import CLASS_NAMES, CLASSES, SPLITS, Sample, read_manifest, render_sample
+from atlas.demo.world import (
+    CLASS_NAMES,
+    CLASSES,
+    Sample,
+    read_manifest,
+    render_sample,
+    sample_stream,
+)
 
 
 class Scenes:
@@ -32,10 +39,7 @@ class Scenes:
 
     def rng(self, sample: Sample) -> np.random.Generator:
         """The random stream the sample was drawn from (as :func:`make_world` draws it)."""
-        index = int(Path(sample.path).stem)
-        return np.random.default_rng(
-            [self.seed, SPLITS.index(sample.split), CLASS_NAMES.index(sample.label), index]
-        )
+        return sample_stream(self.seed, sample.split, sample.label, int(Path(sample.path).stem))
 
     def bare(self, sample: Sample) -> np.ndarray:
         """The sample's habitat without its object, (H, W, 3) uint8."""

@@ -266,12 +266,18 @@ def make_world(
     return samples
 
 
+def sample_stream(seed: int, split: str, name: str, index: int) -> np.random.Generator:
+    """The random stream image ``index`` of class ``name`` in ``split`` is drawn from, in a
+    world made with ``seed``: its own, so any image can be drawn again alone."""
+    return np.random.default_rng([seed, SPLITS.index(split), CLASS_NAMES.index(name), index])
+
+
 def _write_sample(
     out: Path, seed: int, size: int, confounded: bool, job: tuple[str, str, int]
 ) -> Sample:
     split, name, index = job
     species = CLASSES[CLASS_NAMES.index(name)]
-    rng = np.random.default_rng([seed, SPLITS.index(split), CLASS_NAMES.index(name), index])
+    rng = sample_stream(seed, split, name, index)
     habitat = habitat_for(species, split, index, confounded)
     image, mask = render_sample(species, habitat, size, rng)
     rel = Path(split) / name / f"{index:06d}.png"
@@ -283,7 +289,7 @@ def _write_sample(
 def _write_cue_conflict(out: Path, seed: int, size: int, job: tuple[int, int]) -> CueConflict:
     number, index = job
     shape, texture = cue_conflict_pairs()[number]
-    # A stream of its own: five entries, so never one of the splits' (seed, split, class, i).
+    # A stream of its own: five entries, so never one of sample_stream's four.
     rng = np.random.default_rng(
         [seed, len(SPLITS), CLASS_NAMES.index(shape.name), CLASS_NAMES.index(texture.name), index]
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,12 +26,14 @@ import pyvips
 from atlas.store.grid import GridLevel
 from atlas.store.render import IconCache, RenderLevel
 from atlas.viewer.atlas_page import write_level
-from atlas.viewer.browser import launch, wait_until
 from atlas.viewer.build import STATIC
 from atlas.viewer.data import level_arrays
 from atlas.viewer.server import serve_in_background
 from atlas.viewer.site import level_entry
 from atlas.viewer.vendor import openseadragon
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for its browser helper
+from browser import launch, wait_until
 
 
 def synthetic_site(root: Path, size: int, icon: int, classes: int = 1000) -> Path:

@@ -1,46 +1,20 @@
 """The viewer in a real browser: Debian's Chromium, driven headless by Playwright."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import zarr
+from browser import ARTIFACTS, needs_chromium, open_page, serving, wait_until
 
-from atlas.viewer.browser import CHROMIUM, launch, wait_until
-from atlas.viewer.server import serve_in_background
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Chromium is installed by `make test`"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser_page(tiny_site):
-    from playwright.sync_api import sync_playwright
-
-    server, url = serve_in_background(tiny_site["site"])
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        page = browser.new_page(viewport={"width": 420, "height": 520})
-        problems = []
-        page.on(
-            "console", lambda m: problems.append(f"console {m.text}") if m.type == "error" else None
-        )
-        page.on("pageerror", lambda e: problems.append(f"page error {e}"))
-        page.on("requestfailed", lambda r: problems.append(f"failed {r.url}"))
-        page.on(
-            "response",
-            lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-        )
-        page.goto(url)
-        page.wait_for_selector("body[data-ready=true]", timeout=30000)
+    with serving(tiny_site["site"]) as (browser, url):
+        page, problems = open_page(browser, url, (420, 520))
         page.wait_for_timeout(500)
         yield page, problems, url
-        browser.close()
-    server.shutdown()
 
 
 def level_store(tiny_site, size):

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import needs_chromium, open_page, serving, wait_until
 from PIL import Image
+from sites import SiteRecipe, build_test_site
 
-from atlas.viewer.browser import CHROMIUM, launch, wait_until
-from atlas.viewer.server import serve_in_background
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Chromium is installed by `make test`"
-)
+pytestmark = needs_chromium
 
 # Each sets window.__pwned (or opens a dialog) if it ever runs as markup or as a URL.
 CLASSES = [
@@ -39,31 +36,16 @@ TITLE = "<script>window.__pwned=6</script> atlas & co"
 @pytest.fixture(scope="module")
 def hostile_site(tmp_path_factory):
     from atlas.config import (
-        AlignConfig,
         AttributeConfig,
         ChannelsConfig,
         ClassesConfig,
         ExtractConfig,
-        GridConfig,
-        ImageMapConfig,
         ModelSpec,
         ReduceConfig,
-        RenderConfig,
         ReportConfig,
     )
     from atlas.models import load_model
-    from atlas.stages.align import align_store
-    from atlas.stages.attribute import attribute_store
-    from atlas.stages.channels import channel_pages
-    from atlas.stages.classes import classes_store
     from atlas.stages.extract import extract_store
-    from atlas.stages.grid import grid_store
-    from atlas.stages.image_map import image_map_store
-    from atlas.stages.reduce import reduce_store
-    from atlas.stages.render import render_store
-    from atlas.stages.report_model import report_model
-    from atlas.stages.viewer import build_viewer
-    from atlas.store.classes import write_class_measures
 
     root = tmp_path_factory.mktemp("hostile & <root>")
     images = root / "images <here>"
@@ -79,80 +61,38 @@ def hostile_site(tmp_path_factory):
         input_size=32,
         class_names=sorted(CLASSES),
     )
-    store, layout, grid = (str(root / n) for n in ("acts.zarr", "layout.zarr", "grid.zarr"))
+    store = str(root / "acts.zarr")
     extract_store(str(images), store, spec, ExtractConfig(layer="block3"), scheduler="inline")
-    reduce_store(store, layout, ReduceConfig(n_neighbors=5))
-    grid_store(store, layout, grid, GridConfig(levels=[2, 4], min_count=1, exemplars=3))
-    render = RenderConfig(icon_size=16, steps=2)
-    render_store(store, grid, str(root / "render"), render, scheduler="inline")
-    # The aligned atlas (the store with itself), the image map and the channel pages.
-    aligned = root / "aligned <a>"
-    grid_options = GridConfig(levels=[2, 4], min_count=1, exemplars=3)
-    align_store(
-        store,
-        layout,
-        store,
-        str(aligned / "layout.zarr"),
-        AlignConfig(),
-        ReduceConfig(n_neighbors=5),
-        grid_options,
-    )
-    grid_store(store, str(aligned / "layout.zarr"), str(aligned / "grid.zarr"), grid_options)
-    render_store(
-        store, str(aligned / "grid.zarr"), str(aligned / "render"), render, scheduler="inline"
-    )
-    image_map = root / "image map <m>"
-    image_map_store(
-        store, image_map, ImageMapConfig(levels=[2, 4], thumb_size=16), ReduceConfig(n_neighbors=5)
-    )
-    channel_pages(store, root / "channels", ChannelsConfig(), render, scheduler="inline")
-    pair = sorted(CLASSES)[:2]
-    classes_store(
-        store,
-        layout,
-        grid,
-        str(root / "classes"),
-        ClassesConfig(pairs=[pair], size=2, min_count=1, mode="topn", top_n=5),
-        reduce_options=ReduceConfig(n_neighbors=5),
-        render_options=render,
+    # The reports load the model from a checkpoint given by its absolute path.
+    weights = load_model(spec).save(root / "weights & <w>.pt")
+    recipe = SiteRecipe(
+        spec=ModelSpec(weights=str(weights.resolve())),
+        levels=[2, 4],
+        reduce=ReduceConfig(n_neighbors=5),
         compare_run=store,
-        scheduler="inline",
-    )
-    write_class_measures(
-        root / "measures.json",
-        {
+        images=str(images),
+        channels=ChannelsConfig(),
+        classes=ClassesConfig(
+            pairs=[sorted(CLASSES)[:2]], size=2, min_count=1, mode="topn", top_n=5
+        ),
+        attribute=AttributeConfig(
+            methods=["saliency", "gradcam"],
+            deletion_steps=2,
+            layers=["block2"],
+            exemplars_per_cell=1,
+        ),
+        report=ReportConfig(steps=1, icon_size=16),
+        measures={
             "title": TITLE,
             "note": '<img src=x onerror="window.__pwned=7">',
             "atlases": {f"class/{CLASSES[0]}": {CLASSES[1]: 0.5}},
             "tables": [{"title": CLASSES[2], "header": [CLASSES[3]], "rows": [[CLASSES[4]]]}],
         },
-    )
-    options = AttributeConfig(
-        methods=["saliency", "gradcam"], deletion_steps=2, layers=["block2"], exemplars_per_cell=1
-    )
-    # The reports load the model from a checkpoint given by its absolute path.
-    weights = load_model(spec).save(root / "weights & <w>.pt")
-    from_file = ModelSpec(weights=str(weights.resolve()))
-    attribute_store(from_file, [str(images)], root / "reports", options)
-    attribute_store(from_file, [], root / "exemplars", options, exemplars=grid, image_map=image_map)
-    report_model(from_file, root / "model", ReportConfig(steps=1, icon_size=16))
-    site = root / "site"
-    build_viewer(
-        site,
-        run_url=store,
-        grid_url=grid,
-        render_dir=root / "render",
-        classes_dir=root / "classes",
-        class_measures=root / "measures.json",
-        exemplar_reports=root / "exemplars",
-        reports=root / "reports",
-        model_report=root / "model",
-        aligned=aligned,
-        image_map=image_map,
-        channels=root / "channels",
         title=TITLE,
+        aligned_folder="aligned <a>",
+        image_map_folder="image map <m>",
     )
-    return site, root
+    return build_test_site(root, store, recipe)["site"], root
 
 
 def test_no_built_page_names_a_path_of_the_build_machine(hostile_site):
@@ -180,123 +120,92 @@ def test_cell_data_names_images_by_their_path_under_the_source(hostile_site):
     assert names and set(names) <= expected
 
 
+def every_cell(page, viewer: str, cells: Path, sizes: list[int]):
+    """Hover and then open every cell of ``sizes`` on the map whose script object is
+    ``viewer``; yields each cell's data (from the blocks under ``cells``) and its tooltip's
+    text while its panel is open, and closes the panel after."""
+    width = page.evaluate("document.querySelector('#map').clientWidth")
+    for size in sizes:
+        for block in (cells / str(size)).glob("*.json"):
+            for cell in json.loads(block.read_text()):
+                page.evaluate(f"{viewer}.zoomToCell({size}, {cell['cell']}, 6)")
+                wait_until(page, f"{viewer}.level() === {size}")
+                at = page.evaluate(f"{viewer}.cellCenter({size}, {cell['cell']})")
+                page.mouse.move(at["x"], at["y"])
+                page.wait_for_selector(
+                    f"#tooltip[data-cell='{cell['cell']}']:not([hidden])", timeout=5000
+                )
+                tooltip = page.inner_text("#tooltip")
+                page.mouse.click(at["x"], at["y"])
+                page.wait_for_selector(f"#panel[data-cell='{cell['cell']}']", timeout=5000)
+                yield cell, tooltip
+                page.click("#close")  # the panel narrows the map: wait until it is back
+                wait_until(page, f"{viewer}.viewer.viewport.getContainerSize().x === {width}")
+
+
 def test_nothing_runs_and_every_name_shows_literally(hostile_site):
-    from playwright.sync_api import sync_playwright
-
     site, _ = hostile_site
-    server, url = serve_in_background(site)
-    dialogs, problems = [], []
-    try:
-        with sync_playwright() as playwright:
-            browser = launch(playwright)
-            # Narrow enough that the coarsest level shows when zoomed out.
-            page = browser.new_page(viewport={"width": 360, "height": 640})
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.on(
-                "console",
-                lambda m: problems.append(f"console {m.text}") if m.type == "error" else None,
-            )
-            page.on("pageerror", lambda e: problems.append(f"page error {e}"))
+    with serving(site) as (browser, url):
+        # Narrow enough that the coarsest level shows when zoomed out.
+        page, problems = open_page(browser, url, (360, 640))
 
-            def pwned():
-                return page.evaluate("typeof window.__pwned !== 'undefined'")
+        def pwned():
+            return page.evaluate("typeof window.__pwned !== 'undefined'")
 
-            page.goto(url)
-            page.wait_for_selector("body[data-ready=true]", timeout=30000)
-            width = page.evaluate("document.querySelector('#map').clientWidth")
-            assert page.title() == TITLE and page.inner_text("#title") == TITLE
-            options = page.eval_on_selector_all(
-                "#class-names option", "(els) => els.map((e) => e.value)"
+        assert page.title() == TITLE and page.inner_text("#title") == TITLE
+        options = page.eval_on_selector_all(
+            "#class-names option", "(els) => els.map((e) => e.value)"
+        )
+        assert sorted(options) == sorted(CLASSES)
+        sizes = [level["size"] for level in json.loads((site / "atlas.json").read_text())["levels"]]
+        shown_classes = set()
+        for cell, tooltip in every_cell(page, "atlasViewer", site / "cells", sizes):
+            for c, _ in cell["classes"]:
+                assert CLASSES_SORTED[c] in tooltip
+                shown_classes.add(CLASSES_SORTED[c])
+            titles = page.locator("#panel .exemplars img").evaluate_all(
+                "(els) => els.map((e) => e.title)"
             )
-            assert sorted(options) == sorted(CLASSES)
-            atlas = json.loads((site / "atlas.json").read_text())
-            shown_classes = set()
-            for level in atlas["levels"]:
-                size = level["size"]
-                for block in (site / "cells" / str(size)).glob("*.json"):
-                    for cell in json.loads(block.read_text()):
-                        page.evaluate(f"atlasViewer.zoomToCell({size}, {cell['cell']}, 6)")
-                        wait_until(page, f"atlasViewer.level() === {size}")
-                        at = page.evaluate(f"atlasViewer.cellCenter({size}, {cell['cell']})")
-                        page.mouse.move(at["x"], at["y"])
-                        page.wait_for_selector(
-                            f"#tooltip[data-cell='{cell['cell']}']:not([hidden])", timeout=5000
-                        )
-                        tooltip = page.inner_text("#tooltip")
-                        for c, _ in cell["classes"]:
-                            assert CLASSES_SORTED[c] in tooltip
-                            shown_classes.add(CLASSES_SORTED[c])
-                        page.mouse.click(at["x"], at["y"])
-                        page.wait_for_selector(f"#panel[data-cell='{cell['cell']}']", timeout=5000)
-                        panel = page.locator("#panel")
-                        for exemplar in cell["exemplars"]:
-                            titles = panel.locator(".exemplars img").evaluate_all(
-                                "(els) => els.map((e) => e.title)"
-                            )
-                            assert exemplar["path"] in titles
-                        page.click("#close")  # the panel narrows the map: wait until it is back
-                        wait_until(
-                            page, f"atlasViewer.viewer.viewport.getContainerSize().x === {width}"
-                        )
-                        assert not pwned()
-            assert shown_classes, "the hover showed class names"
-            for name in CLASSES:
-                page.fill("#class-filter", name)
-                page.dispatch_event("#class-filter", "change")
-            # The image map: every thumbnail hovered and opened; the aligned atlases.
-            page.goto(url + "images.html")
-            page.wait_for_selector("body[data-ready=true]", timeout=30000)
-            map_width = page.evaluate("document.querySelector('#map').clientWidth")
-            shown_names = set()
-            for size in (2, 4):
-                for block in (site / "image-map" / "cells" / str(size)).glob("*.json"):
-                    for cell in json.loads(block.read_text()):
-                        page.evaluate(f"imageMap.zoomToCell({size}, {cell['cell']}, 6)")
-                        wait_until(page, f"imageMap.level() === {size}")
-                        at = page.evaluate(f"imageMap.cellCenter({size}, {cell['cell']})")
-                        page.mouse.move(at["x"], at["y"])
-                        page.wait_for_selector(
-                            f"#tooltip[data-cell='{cell['cell']}']:not([hidden])", timeout=5000
-                        )
-                        assert cell["path"] in page.inner_text("#tooltip")
-                        page.mouse.click(at["x"], at["y"])
-                        page.wait_for_selector(f"#panel[data-cell='{cell['cell']}']", timeout=5000)
-                        assert cell["path"] in page.inner_text("#panel")
-                        shown_names.add(cell["path"])
-                        page.click("#close")  # as above: wait until the map is back
-                        wait_until(
-                            page,
-                            f"imageMap.viewer.viewport.getContainerSize().x === {map_width}",
-                        )
-                        assert not pwned()
-            assert shown_names
-            page.goto(url + "aligned.html")
-            page.wait_for_selector("body[data-ready=true]", timeout=30000)
+            for exemplar in cell["exemplars"]:
+                assert exemplar["path"] in titles
             assert not pwned()
-            pages = ["classes.html", "model/model.html", "attribute/index.html"]
-            pages += [f"channels/{p.name}" for p in (site / "channels").glob("*.html")]
-            pages += [f"attribute/{p.name}" for p in (site / "attribute").glob("*.html")]
-            pages += [f"reports/{p.name}" for p in (site / "reports").glob("*.html")]
-            for path in pages:
-                page.goto(url + path)
-                assert not pwned(), path
-            page.goto(url + "classes.html")
-            text = page.inner_text("body")
-            for name in CLASSES:
-                assert name in text, name
-            assert '<img src=x onerror="window.__pwned=7">' in text  # the note, as text
-            page.goto(url + "attribute/index.html")
-            text = page.inner_text("body")
-            for name in FILES:
-                assert name in text, name
-            page.goto(url + "model/model.html")
-            text = page.inner_text("body")
-            for name in CLASSES:
-                assert name in text, name
-            browser.close()
-    finally:
-        server.shutdown()
-    assert dialogs == [] and problems == []
+        assert shown_classes and not pwned(), "the hover showed class names"
+        for name in CLASSES:
+            page.fill("#class-filter", name)
+            page.dispatch_event("#class-filter", "change")
+        # The image map: every thumbnail hovered and opened; the aligned atlases.
+        page.goto(url + "images.html")
+        page.wait_for_selector("body[data-ready=true]", timeout=30000)
+        shown_names = set()
+        for cell, tooltip in every_cell(page, "imageMap", site / "image-map" / "cells", [2, 4]):
+            assert cell["path"] in tooltip and cell["path"] in page.inner_text("#panel")
+            shown_names.add(cell["path"])
+            assert not pwned()
+        assert shown_names and not pwned()
+        page.goto(url + "aligned.html")
+        page.wait_for_selector("body[data-ready=true]", timeout=30000)
+        assert not pwned()
+        pages = ["classes.html", "model/model.html", "attribute/index.html"]
+        pages += [f"channels/{p.name}" for p in (site / "channels").glob("*.html")]
+        pages += [f"attribute/{p.name}" for p in (site / "attribute").glob("*.html")]
+        pages += [f"reports/{p.name}" for p in (site / "reports").glob("*.html")]
+        for path in pages:
+            page.goto(url + path)
+            assert not pwned(), path
+        page.goto(url + "classes.html")
+        text = page.inner_text("body")
+        for name in CLASSES:
+            assert name in text, name
+        assert '<img src=x onerror="window.__pwned=7">' in text  # the note, as text
+        page.goto(url + "attribute/index.html")
+        text = page.inner_text("body")
+        for name in FILES:
+            assert name in text, name
+        page.goto(url + "model/model.html")
+        text = page.inner_text("body")
+        for name in CLASSES:
+            assert name in text, name
+    assert problems == []  # no dialog opened, no error
 
 
 CLASSES_SORTED = sorted(CLASSES)

@@ -2,47 +2,27 @@
 Content-Security-Policy): the aligned atlases side by side, and the image map."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from browser import ARTIFACTS, needs_chromium, open_page, serving, wait_until
 
-from atlas.viewer.browser import CHROMIUM, launch, wait_until
-from atlas.viewer.server import serve_in_background
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Chromium is installed by `make test`"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser(tiny_site):
-    from playwright.sync_api import sync_playwright
-
-    server, url = serve_in_background(tiny_site["site"])
+    """Opens a page of the site at a size, once ``ready`` (an expression) is true."""
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
+    with serving(tiny_site["site"]) as (chromium, url):
 
-        def open_page(path, ready, size=(760, 520)):
-            page = chromium.new_page(viewport={"width": size[0], "height": size[1]})
-            problems = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(f"page error {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"failed {r.url}"))
-            page.on("response", lambda r: problems.append(r.url) if r.status >= 400 else None)
-            page.on("dialog", lambda d: problems.append(f"dialog {d.message}"))
-            page.goto(url + path)
-            page.wait_for_selector("body[data-ready=true]", timeout=30000)
+        def open_map(path, ready, size=(760, 520)):
+            page, problems = open_page(chromium, url + path, size)
             wait_until(page, ready, 15)
             return page, problems
 
-        yield open_page
-        chromium.close()
-    server.shutdown()
+        yield open_map
 
 
 def test_aligned_atlases_pan_and_zoom_together(browser, tiny_site):

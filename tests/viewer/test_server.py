@@ -2,6 +2,7 @@
 
 import http.client
 import os
+import shutil
 
 import pytest
 
@@ -10,19 +11,17 @@ from atlas.viewer.server import serve_in_background
 
 @pytest.fixture(scope="module")
 def served(tiny_site, tmp_path_factory):
+    """A copy of the session's site with two links added: one out of the site, one that
+    stays inside."""
     outside = tmp_path_factory.mktemp("outside")
     (outside / "secret.txt").write_text("do not serve")
-    site = tiny_site["site"]
-    link = site / "escape"
-    if not link.exists():
-        os.symlink(outside, link)
-    (site / "inner-link.json").unlink(missing_ok=True)
+    site = tmp_path_factory.mktemp("served") / "site"
+    shutil.copytree(tiny_site["site"], site, symlinks=True)
+    os.symlink(outside, site / "escape")
     os.symlink(site / "atlas.json", site / "inner-link.json")
     server, url = serve_in_background(site)
     yield server, url
     server.shutdown()
-    link.unlink()
-    (site / "inner-link.json").unlink()
 
 
 def get(server, path: str) -> tuple[int, dict, bytes]:
@@ -88,6 +87,7 @@ def test_nothing_outside_the_site_and_no_listings(served, path):
     assert status == 404 and b"do not serve" not in body and b"root:" not in body
 
 
+@pytest.mark.registry
 def test_openseadragon_comes_from_the_registry_for_a_pip_user(tmp_path, monkeypatch):
     """No node_modules anywhere: the package is fetched once from the npm registry into
     the cache, checked against the hash package-lock.json pins, and reused."""
