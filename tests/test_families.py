@@ -133,15 +133,15 @@ def test_extraction_stores_a_vector_per_position(family, images, tmp_path):
     extract_store(str(images), url, ModelSpec(**spec), options, scheduler="inline")
     run = open_run(url)
     geometry = run.geometry(layer)
-    stored = run.layer(layer)
-    assert stored["acts"].shape == (12 * 4, geometry.channels) and stored["valid"][:].all()
+    stored = run.read_layer(layer)
+    assert stored.acts.shape == (12 * 4, geometry.channels) and stored.valid[:].all()
     # The first image's first position equals a direct forward pass through the view.
     image = torch.from_numpy(np.array(Image.open(images / "cat" / "0.png"))).permute(2, 0, 1)
     inputs = model.preprocessing.normalize(model.preprocessing.crop(image)[None].float() / 255)
     with torch.no_grad(), model.capture([layer]) as outputs:
         model.module(inputs)
-    y, x = stored["pos"][0]
-    np.testing.assert_allclose(stored["acts"][0], outputs[layer][0, :, y, x].numpy(), atol=1e-4)
+    y, x = stored.pos[0]
+    np.testing.assert_allclose(stored.acts[0], outputs[layer][0, :, y, x].numpy(), atol=1e-4)
 
 
 def test_rendering_raises_a_direction_in_the_layer(family):
@@ -288,7 +288,7 @@ def test_a_model_in_memory_goes_through_the_stages(images, tmp_path):
         )
         assert summary.images == 12 and client.status == "running"  # the client stays open
     run = open_run(str(tmp_path / "acts.zarr"))
-    assert run.meta["identity"]["weights_digest"] and run.layer()["valid"][:].all()
+    assert run.meta["identity"]["weights_digest"] and run.read_layer().valid[:].all()
     with pytest.raises(Exception, match="cannot be rebuilt from its spec"):
         run.load_model()
     reports = attribute_store(

@@ -44,12 +44,12 @@ def test_reduce_then_grid(capsys, tiny_store, tmp_path):
     )
     assert code == 0 and "8x8" in out
     store, cells = open_run(tiny_store), open_grid(grid)
-    paths = store.layer("block3")["path"][:]
+    paths = store.read_layer("block3").path[:]
     assert cells.levels == [2, 4, 8]
     for size in cells.levels:
-        level = cells.level(size)
-        assert level["count"][:].sum() == 120
-        exemplar, box = level["exemplar"][:], level["exemplar_box"][:]
+        level = cells.read_level(size)
+        assert level.count[:].sum() == 120
+        exemplar, box = level.exemplar[:], level.exemplar_box[:]
         used = exemplar >= 0
         assert used.any() and all(Path(store.locate(p)).is_file() for p in paths[exemplar[used]])
         assert (

@@ -157,5 +157,5 @@ def test_a_cluster_whose_workers_run_elsewhere_sees_the_paths_the_user_gave(
     remote, inline = open_run(str(project / "remote.zarr")), open_run(str(project / "inline.zarr"))
     assert remote.identity_hash == inline.identity_hash  # recorded as given: relative
     assert remote.meta["identity"]["model"]["weights"] == "model/model.pt"
-    assert np.array_equal(remote.layer()["acts"][:], inline.layer()["acts"][:])
-    assert remote.layer()["valid"][:].all()
+    assert np.array_equal(remote.read_layer().acts[:], inline.read_layer().acts[:])
+    assert remote.read_layer().valid[:].all()

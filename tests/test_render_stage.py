@@ -31,7 +31,7 @@ def test_every_occupied_cell_gets_an_icon_and_tiles(tiny_store, grid, tmp_path):
     store = zarr.open_group(str(tmp_path / "render.zarr"), mode="r")
     total = 0
     for size in (2, 4):
-        occupied = cells.level(size)["count"][:] > 0
+        occupied = cells.read_level(size).count[:] > 0
         level = store[str(size)]
         icons, keys = level["icon"][:], level["icon_key"][:]
         assert icons.shape == (size * size, 16, 16, 3)
@@ -70,7 +70,7 @@ def test_a_rerun_renders_nothing_and_a_new_level_only_its_new_cells(tiny_store, 
     after = {p: p.read_bytes() for p in sorted((tmp_path / "tiles").rglob("*")) if p.is_file()}
     assert after == before
     both = render_again(tiny_store, grid, tmp_path, levels=[2, 4])
-    fine = int((open_grid(grid).level(4)["count"][:] > 0).sum())
+    fine = int((open_grid(grid).read_level(4).count[:] > 0).sum())
     assert both.icons == first.icons + fine and both.rendered <= fine
     changed = render_again(tiny_store, grid, tmp_path, levels=[2], steps=5)
     assert changed.rendered == first.icons  # new settings, new icons

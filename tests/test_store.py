@@ -72,24 +72,24 @@ def test_every_array_the_pipeline_writes_is_declared_by_its_record(tiny_site):
         run = open_run(url)
         assert_declared(run.group, ImageIndex)
         for name in run.layer_names:
-            assert_declared(run.layer(name), RunLayer)
+            assert_declared(run.group[name], RunLayer)
             assert run.read_layer(name).name == name
     grid = open_grid(tiny_site["grid"])
     assert grid.group["whitening"].metadata.dimension_names == ("channel", "channel_b")
     for size in grid.levels:
-        assert_declared(grid.level(size), GridLevel)
+        assert_declared(grid.level_group(size), GridLevel)
         assert grid.read_level(size).exemplar_box is not None
     assert_declared(open_group(str(tiny_site["root"] / "layout.zarr"), mode="r"), Layout)
     renders = open_render(tiny_site["root"] / "render")
     for size in renders.levels:
-        assert_declared(renders.level(size), RenderLevel)
+        assert_declared(renders.level_group(size), RenderLevel)
         assert renders.read_level(size).size == size
     classes = open_classes(tiny_site["root"] / "classes")
     for kind in KINDS:
         for name in classes.names(kind):
-            assert_declared(classes.atlas(kind, name), ClassAtlasRecord)
+            assert_declared(classes.group[f"{kind}/{name}"], ClassAtlasRecord)
             assert classes.read_atlas(kind, name).size == classes.attrs["size"]
     image_map = open_image_map(tiny_site["image_map"])
     assert_declared(image_map.group, MapLevel, skip={"xy"})
     for size in image_map.levels:
-        assert_declared(image_map.level(size), MapLevel)
+        assert_declared(image_map.level_group(size), MapLevel)

@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zarr
-
-from atlas.store.base import ArraySpec, AtlasGroup, open_existing, open_group, write_arrays
+from atlas.store.base import AtlasGroup, open_existing, open_group, write_arrays
 from atlas.store.records import Record, Values, read_record, stored
 
 KINDS = ("class", "pair", "compare")
@@ -83,33 +81,17 @@ class ClassesStore(AtlasGroup):
         group = self.group[f"{kind}/{name}"]
         return read_record(ClassAtlasRecord, group, summary=dict(group.attrs))
 
-    def atlas(self, kind: str, name: str) -> zarr.Group:
-        """Deprecated: the atlas's raw Zarr group; use :meth:`read_atlas`."""
-        return self.group[f"{kind}/{name}"]
-
     def run_url(self, kind: str) -> str:
         """The run store an atlas of ``kind`` was made from."""
         return self.attrs["compare_run" if kind == "compare" else "run"]
 
     # Writing -----------------------------------------------------------------------------
 
-    def write_atlas(
-        self,
-        kind: str,
-        name: str,
-        atlas: ClassAtlasRecord | Mapping[str, ArraySpec],
-        summary: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Write one atlas: its arrays (one chunk each), then its summary. (Deprecated:
-        ``atlas`` as a mapping of array names to (values, dimension names) with the
-        ``summary`` beside it.)"""
+    def write_atlas(self, kind: str, name: str, atlas: ClassAtlasRecord) -> None:
+        """Write one atlas: its arrays (one chunk each), then its summary."""
         group = self.group.create_group(f"{kind}/{name}")
-        if isinstance(atlas, ClassAtlasRecord):
-            write_arrays(group, atlas.arrays())
-            summary = atlas.summary
-        else:
-            write_arrays(group, atlas)
-        group.attrs.update(dict(summary or {}))
+        write_arrays(group, atlas.arrays())
+        group.attrs.update(dict(atlas.summary))
 
     def finish_with_report(self, attrs: Mapping[str, Any], report: Mapping[str, Any]) -> None:
         self.finish(attrs)

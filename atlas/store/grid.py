@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import zarr
 
 from atlas.store.base import AtlasGroup, open_existing, open_group, write_arrays
 from atlas.store.records import ATTRIBUTE, Record, Values, read_record, stored, write_record
@@ -79,10 +78,6 @@ class GridStore(AtlasGroup):
     def read_level(self, size: int) -> GridLevel:
         """A level, lazily (its arrays are read where sliced)."""
         return read_record(GridLevel, self.level_group(size))
-
-    def level(self, size: int) -> zarr.Group:
-        """Deprecated: the level's raw Zarr group; use :meth:`read_level`."""
-        return self.level_group(size)
 
     def whitening(self) -> np.ndarray:
         return self.group["whitening"][:]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
 from atlas.store.base import AtlasGroup, open_existing, open_group, write_arrays
 from atlas.store.records import ATTRIBUTE, Record, Values, read_record, stored, write_record
@@ -59,10 +58,6 @@ class ImageMapStore(AtlasGroup):
     def read_level(self, size: int) -> MapLevel:
         """A level, lazily (its arrays are read where sliced)."""
         return read_record(MapLevel, self.level_group(size))
-
-    def level(self, size: int) -> zarr.Group:
-        """Deprecated: the level's raw Zarr group; use :meth:`read_level`."""
-        return self.level_group(size)
 
 
 def map_url(out_dir: str | Path) -> str:

@@ -12,15 +12,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import zarr
 from PIL import Image, PngImagePlugin
 
-from atlas.store.base import ArraySpec, AtlasGroup, open_existing, open_group, write_arrays
+from atlas.store.base import AtlasGroup, open_existing, open_group
 from atlas.store.records import ATTRIBUTE, Record, Values, read_record, stored, write_record
 
 CHUNK_ROWS = 1024  # cells per chunk of a level's arrays
@@ -99,10 +97,6 @@ class RenderStore(AtlasGroup):
         """A level, lazily (its arrays are read where sliced)."""
         return read_record(RenderLevel, self.group[str(size)])
 
-    def level(self, size: int) -> zarr.Group:
-        """Deprecated: the level's raw Zarr group; use :meth:`read_level`."""
-        return self.group[str(size)]
-
     def picture(self, size: int | None = None, background: int = 240) -> Image.Image:
         """A level's icons (default: the finest) laid out as on the map, top row first,
         empty cells in grey."""
@@ -118,16 +112,10 @@ class RenderStore(AtlasGroup):
         """In a notebook: the finest level's icons as a picture."""
         return self.picture()._repr_png_()
 
-    def write_level(self, size: int, level: RenderLevel | Mapping[str, ArraySpec]) -> None:
-        """Write a rendered level. (Deprecated: ``level`` as a mapping of array names to
-        (values, dimension names), until its callers pass a :class:`RenderLevel`.)"""
-        group = self.group.create_group(str(size))
-        if isinstance(level, RenderLevel):
-            assert level.size == size, (level.size, size)
-            write_record(group, level, chunk_rows=CHUNK_ROWS)
-            return
-        group.attrs["size"] = size
-        write_arrays(group, level, chunk_rows=CHUNK_ROWS)
+    def write_level(self, size: int, level: RenderLevel) -> None:
+        """Write a rendered level."""
+        assert level.size == size, (level.size, size)
+        write_record(self.group.create_group(str(size)), level, chunk_rows=CHUNK_ROWS)
 
 
 def render_store_url(out_dir: str | Path) -> str:

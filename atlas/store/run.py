@@ -235,10 +235,6 @@ class RunStore:
         """The image index (paths, labels, skip reasons, tasks done), lazily."""
         return read_record(ImageIndex, self.group)
 
-    def layer(self, name: str | None = None) -> zarr.Group:
-        """Deprecated: one layer's raw Zarr group; use :meth:`read_layer`."""
-        return self._layer_group(name)
-
     def _layer_group(self, name: str | None) -> zarr.Group:
         names = self.layer_names
         if name is None:

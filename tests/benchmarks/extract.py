@@ -93,7 +93,7 @@ def atlas_extract(
     """Images per second of ``atlas extract``: end to end, and over its task time."""
     options = ExtractConfig(layer=layer, attribution="off", batch_size=BATCH, limit=n)
     summary = extract_store(str(source), str(store), spec, options)
-    assert open_run(str(store)).layer()["valid"][:].sum() == n
+    assert open_run(str(store)).read_layer().valid[:].sum() == n
     workers = os.cpu_count() or 1
     return n / summary.seconds, n / (summary.task_seconds / workers)
 

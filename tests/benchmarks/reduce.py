@@ -220,10 +220,10 @@ def main() -> None:
     if DEMO_STORE.exists():
         from atlas.store import open_run
 
-        layer = open_run(str(DEMO_STORE)).layer()
-        valid = layer["valid"][:]
-        acts = layer["acts"][:][valid].reshape(int(valid.sum()), -1)
-        fields.update(compare("demo", acts, layer["label"][:][valid]))
+        layer = open_run(str(DEMO_STORE)).read_layer()
+        valid = layer.valid[:]
+        acts = layer.acts[:][valid].reshape(int(valid.sum()), -1)
+        fields.update(compare("demo", acts, layer.label[:][valid]))
         fields.update(pca_cost("demo", acts, None))
     else:
         print(f"(no {DEMO_STORE}: run `make demo` to compare on the demo's activations)")
