@@ -214,10 +214,10 @@ def test_images_are_named_relative_to_the_source_wherever_it_lies(
     one, two = stores
     assert one.image_root == two.image_root == "data/test"
     assert one.identity_hash == two.identity_hash
-    names = list(one.group.image_path[:])
-    assert names == list(two.group.image_path[:])
+    names = list(one.images.image_path[:])
+    assert names == list(two.images.image_path[:])
     assert all(not n.startswith("/") and n.count("/") == 1 for n in names)
-    assert (one.read_layer()["acts"][:] == two.read_layer()["acts"][:]).all()
+    assert (one.read_layer().acts[:] == two.read_layer().acts[:]).all()
     assert str(tmp_path) not in json.dumps(dict(one.group.attrs))
 
 
@@ -226,7 +226,7 @@ def brute_force_tops(model, run, layer, k):
     once, at its first maximal position; ties to the lower image index), computed from
     every position of every image directly."""
     peaks, where = [], []
-    for name in run.group.image_path[:]:
+    for name in run.images.image_path[:]:
         output, _ = reference(model, run.locate(name), layer)
         flat = output[0].detach().flatten(1).numpy()
         peaks.append(flat.max(axis=1))
