@@ -63,6 +63,24 @@ def config_options(func):
     return wrapper
 
 
+def out_option(help: str, kind: str = "store"):
+    """The command's ``--out``: a ``"folder"``, a ``"file"``, or a ``"store"`` (a local
+    path or any fsspec URL)."""
+    types = {"folder": click.Path(file_okay=False), "file": click.Path(dir_okay=False)}
+    return click.option("--out", required=True, type=types.get(kind), help=help)
+
+
+def metrics_option(help: str):
+    """``--metrics``: a JSON of figures for DVC (``dvc metrics show``)."""
+    return click.option("--metrics", type=click.Path(dir_okay=False), help=help)
+
+
+def scheduler_option():
+    return click.option(
+        "--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster)."
+    )
+
+
 def model_options(func):
     """Model-spec shorthands; use together with (and above) ``config_options``."""
     func = click.option("--std", help="Per-channel std as 'r,g,b' (model.std).", callback=_list)(
@@ -111,12 +129,7 @@ def cli(verbose: bool) -> None:
 
 @cli.command("make-data")
 @config_options
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder to write the data set into.",
-)
+@out_option("Folder to write the data set into.", "folder")
 @click.option(
     "--workers", type=int, default=None, help="Processes to draw with (default: all cores)."
 )
@@ -139,15 +152,8 @@ def make_data(config: Config, out: str, workers: int | None) -> None:
     type=click.Path(file_okay=False),
     help="Folder with a train/ split and optional evaluation splits beside it.",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for model.pt and the recorded config.",
-)
-@click.option(
-    "--metrics", type=click.Path(dir_okay=False), help="Metrics JSON (default: OUT/metrics.json)."
-)
+@out_option("Folder for model.pt and the recorded config.", "folder")
+@metrics_option("Metrics JSON (default: OUT/metrics.json).")
 @click.option(
     "--plots",
     type=click.Path(file_okay=False),
@@ -175,7 +181,7 @@ def train(config: Config, data_dir: str, out: str, metrics: str | None, plots: s
 @model_options
 @config_options
 @click.option("--images", required=True, help="Image folder, list file (.csv/.txt) or fsspec URL.")
-@click.option("--out", required=True, help="The run's Zarr store (local path or fsspec URL).")
+@out_option("The run's Zarr store (local path or fsspec URL).")
 @click.option(
     "--scheduler",
     help="Address of a running Dask scheduler (tcp://host:8786); 'inline' runs in this "
@@ -201,7 +207,7 @@ def extract(config: Config, images: str, out: str, scheduler: str | None, overwr
 @cli.command("reduce")
 @config_options
 @click.option("--store", required=True, help="The run's activation store (from atlas extract).")
-@click.option("--out", required=True, help="The layout store to write.")
+@out_option("The layout store to write.")
 @click.option(
     "--plot", type=click.Path(dir_okay=False), help="CSV of the layout by class, for dvc plots."
 )
@@ -220,7 +226,7 @@ def reduce(config: Config, store: str, out: str, plot: str | None) -> None:
 @config_options
 @click.option("--store", required=True, help="The run's activation store.")
 @click.option("--layout", required=True, help="The layout store (from atlas reduce).")
-@click.option("--out", required=True, help="The grid store to write.")
+@out_option("The grid store to write.")
 def grid(config: Config, store: str, layout: str, out: str) -> None:
     """Average the laid-out activations over square cells at several zoom levels."""
     from atlas.stages.grid import grid_store
@@ -240,10 +246,8 @@ def grid(config: Config, store: str, layout: str, out: str) -> None:
     required=True,
     help="Another store of the same images (another checkpoint, or layer: align.layer).",
 )
-@click.option("--out", required=True, help="The aligned layout store to write.")
-@click.option(
-    "--metrics", type=click.Path(dir_okay=False), help="JSON of how aligned the maps are."
-)
+@out_option("The aligned layout store to write.")
+@metrics_option("JSON of how aligned the maps are.")
 def align(
     config: Config, store: str, layout: str, compare_store: str, out: str, metrics: str | None
 ) -> None:
@@ -275,7 +279,7 @@ def align(
 @cli.command("image-map")
 @config_options
 @click.option("--store", required=True, help="The run's activation store (its pooled vectors).")
-@click.option("--out", required=True, help="The image map folder to write.")
+@out_option("The image map folder to write.")
 def image_map(config: Config, store: str, out: str) -> None:
     """Lay out the run's images by their pooled vectors on grids of thumbnails."""
     from atlas.stages.image_map import image_map_store
@@ -290,18 +294,9 @@ def image_map(config: Config, store: str, out: str) -> None:
 @config_options
 @click.option("--store", required=True, help="The run's activation store (its model is used).")
 @click.option("--grid", "grid_url", required=True, help="The grid store (from atlas grid).")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for icons, render.zarr and tiles.",
-)
-@click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
-@click.option(
-    "--metrics",
-    type=click.Path(dir_okay=False),
-    help="JSON of the icons' median quality and grey area per level.",
-)
+@out_option("Folder for icons, render.zarr and tiles.", "folder")
+@scheduler_option()
+@metrics_option("JSON of the icons' median quality and grey area per level.")
 def render(
     config: Config, store: str, grid_url: str, out: str, scheduler: str | None, metrics: str | None
 ) -> None:
@@ -333,10 +328,8 @@ def render(
     help="A layer whose channel tops were extracted (repeatable; channels.layers; default: "
     "every such layer).",
 )
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Folder for the pages."
-)
-@click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
+@out_option("Folder for the pages.", "folder")
+@scheduler_option()
 def channels(
     config: Config, store: str, layers: tuple[str, ...], out: str, scheduler: str | None
 ) -> None:
@@ -360,14 +353,9 @@ def channels(
 @click.option("--store", required=True, help="The run's activation store.")
 @click.option("--layout", required=True, help="The layout store (for classes.layout=global).")
 @click.option("--grid", "grid_url", required=True, help="The grid store (for the whitening).")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for classes.zarr, report.json, icons.",
-)
+@out_option("Folder for classes.zarr, report.json, icons.", "folder")
 @click.option("--compare-store", help="A store extracted from another checkpoint, to compare.")
-@click.option("--scheduler", help="Dask scheduler address, or 'inline' (default: a local cluster).")
+@scheduler_option()
 def classes(config: Config, store, layout, grid_url, out, compare_store, scheduler) -> None:
     """Class atlases, pair comparisons and checkpoint comparisons, rendered."""
     from atlas.stages.classes import classes_store
@@ -400,12 +388,8 @@ def classes(config: Config, store, layout, grid_url, out, compare_store, schedul
 @click.option(
     "--world", required=True, type=click.Path(file_okay=False), help="The demo world's folder."
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False), help="The measures file to write."
-)
-@click.option(
-    "--metrics", type=click.Path(dir_okay=False), help="JSON of the habitat shares, for DVC."
-)
+@out_option("The measures file to write.", "file")
+@metrics_option("JSON of the habitat shares, for DVC.")
 @click.option(
     "--store",
     "stores",
@@ -471,13 +455,8 @@ def demo_shortcut(
     type=click.Path(dir_okay=False),
     help="CSV of cue-conflict images: path, shape, texture (paths relative to the file).",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for shape-bias.json and example images.",
-)
-@click.option("--metrics", type=click.Path(dir_okay=False), help="JSON of the shape bias, for DVC.")
+@out_option("Folder for shape-bias.json and example images.", "folder")
+@metrics_option("JSON of the shape bias, for DVC.")
 def shape_bias(config: Config, cue_conflict: str, out: str, metrics: str | None) -> None:
     """Shape bias (Geirhos et al. 2019): on images whose shape and texture are of two
     classes, the share of the decisions following the shape among those following either."""
@@ -503,9 +482,7 @@ def shape_bias(config: Config, cue_conflict: str, out: str, metrics: str | None)
 @click.option(
     "--image-map", "image_map", help="An image map folder: also report the images it shows."
 )
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Folder for maps and pages."
-)
+@out_option("Folder for maps and pages.", "folder")
 @click.option("--methods", callback=_list, help="Comma-separated methods (attribute.methods).")
 @click.option("--target", help="'pred', 'label' or a class index (attribute.target).")
 def attribute(
@@ -529,9 +506,7 @@ def attribute(
 @cli.command("report-model")
 @model_options
 @config_options
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Folder for model.html."
-)
+@out_option("Folder for model.html.", "folder")
 @click.option(
     "--shape-bias",
     type=click.Path(file_okay=False),
@@ -597,7 +572,7 @@ def report_model(config: Config, out: str, shape_bias: str | None, channels: str
 @click.option(
     "--channels", type=click.Path(file_okay=False), help="Output folder of atlas channels."
 )
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the site.")
+@out_option("Folder for the site.", "folder")
 @click.option("--title", default="Activation atlas", help="The page title.")
 def viewer(config: Config, store, grid_url, out, **folders) -> None:
     """Build the static viewer site: the zoomable atlas, class atlases, reports."""

@@ -64,15 +64,34 @@ class ModelSpec(Section):
     config, the Hugging Face image processor), then ImageNet's 224 px statistics.
     """
 
-    arch: str | None = None
-    weights: str | None = None
-    num_classes: PositiveInt | None = None
-    input_size: PositiveInt | None = None
+    arch: str | None = Field(
+        default=None,
+        description="a torchvision model name, timm:<name>, hf:<folder or hub id> or "
+        "package.module:callable; null when weights is a checkpoint of atlas train",
+    )
+    weights: str | None = Field(
+        default=None,
+        description="a local .pt/.pth/.safetensors file, a torchvision weights name, "
+        "'pretrained', or null (random weights)",
+    )
+    num_classes: PositiveInt | None = Field(
+        default=None,
+        description="classes of the head (default: the checkpoint's, then the family's)",
+    )
+    input_size: PositiveInt | None = Field(
+        default=None,
+        description="side of the square input in px (default: checkpoint, family, then 224)",
+    )
     resize_size: PositiveInt | None = Field(
         default=None, description="shorter side before the center crop; default: input_size"
     )
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    mean: tuple[float, float, float] | None = Field(
+        default=None,
+        description="per-channel normalization mean (default: checkpoint, family, then ImageNet's)",
+    )
+    std: tuple[float, float, float] | None = Field(
+        default=None, description="per-channel normalization std (default: as mean)"
+    )
     class_names: list[str] | str | None = Field(
         default=None, description="a list, or a text file with one name per line"
     )
@@ -91,11 +110,15 @@ class ModelSpec(Section):
 class DataConfig(Section):
     """The generated demo world (``atlas make-data``)."""
 
-    seed: int = 0
-    image_size: PositiveInt = 64
-    train_per_class: PositiveInt = 1000
-    test_per_class: PositiveInt = 200
-    swapped_per_class: PositiveInt = 200
+    seed: int = Field(default=0, description="seed of the generated world")
+    image_size: PositiveInt = Field(default=64, description="side of each generated image in px")
+    train_per_class: PositiveInt = Field(default=1000, description="training images per class")
+    test_per_class: PositiveInt = Field(
+        default=200, description="test images per class, on the habitats of training"
+    )
+    swapped_per_class: PositiveInt = Field(
+        default=200, description="test images per class with the look-alikes' habitats swapped"
+    )
     confounded: bool = Field(
         default=True, description="false: the look-alikes live on every habitat (no shortcut)"
     )
@@ -108,13 +131,15 @@ class DataConfig(Section):
 class TrainConfig(Section):
     """Training or fine-tuning a classifier (``atlas train``)."""
 
-    seed: int = 0
-    epochs: PositiveInt = 6
-    batch_size: PositiveInt = 128
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(default=3e-3, gt=0)
-    weight_decay: float = Field(default=5e-4, ge=0)
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    seed: int = Field(default=0, description="seed of initialization, shuffling and augmentation")
+    epochs: PositiveInt = Field(default=6, description="passes over the training set")
+    batch_size: PositiveInt = Field(default=128, description="images per optimization step")
+    optimizer: Literal["adamw", "sgd"] = Field(default="adamw", description="the optimizer")
+    lr: float = Field(default=3e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(default=5e-4, ge=0, description="weight decay")
+    label_smoothing: float = Field(
+        default=0.0, ge=0, lt=1, description="label smoothing of the cross-entropy targets"
+    )
     freeze: Literal["none", "backbone"] = Field(
         default="none", description="'backbone' trains only the classification head"
     )
@@ -155,13 +180,17 @@ class ExtractConfig(Section):
         default=1, ge=0, description="'random' keeps this many positions from the edge"
     )
     max_positions: PositiveInt = Field(default=64, description="cap of samples per image for 'all'")
-    seed: int = 0
+    seed: int = Field(
+        default=0, description="seed of the positions drawn per image ('random' sampling)"
+    )
     attribution: Literal["auto", "all", "topk", "off"] = Field(
         default="auto",
         description="class attribution per sample: every class, the top-k predicted classes, "
         "or none; 'auto' is 'all' up to 32 classes, else 'topk'",
     )
-    attribution_k: PositiveInt = 5
+    attribution_k: PositiveInt = Field(
+        default=5, description="classes attributed per sample when attribution is 'topk'"
+    )
     topk: PositiveInt = Field(default=5, description="predictions recorded per sample")
     channel_top: NonNegativeInt = Field(
         default=9,
@@ -221,10 +250,18 @@ class ReduceConfig(Section):
     """The 2-D layout of one layer's activations (``atlas reduce``); see atlas/reduce.py."""
 
     layer: str | None = Field(default=None, description="default: the store's only layer")
-    n_neighbors: int = Field(default=15, ge=2)
-    min_dist: float = Field(default=0.1, ge=0)
-    metric: Literal["cosine", "euclidean"] = "cosine"
-    seed: int = 0
+    n_neighbors: int = Field(
+        default=15,
+        ge=2,
+        description="UMAP's neighbours per point: larger keeps more global structure",
+    )
+    min_dist: float = Field(
+        default=0.1, ge=0, description="UMAP's smallest distance between laid-out points"
+    )
+    metric: Literal["cosine", "euclidean"] = Field(
+        default="cosine", description="distance between activation vectors"
+    )
+    seed: int = Field(default=0, description="seed of the layout")
     pca_dims: PositiveInt = Field(default=64, description="principal components kept before kNN")
     exact_below: int = Field(
         default=20_000,
@@ -242,7 +279,12 @@ class ReduceConfig(Section):
     clip_widen: float = Field(
         default=0.1, ge=0, description="share of the percentile range added on each side"
     )
-    margin: float = Field(default=0.05, ge=0, lt=0.5)
+    margin: float = Field(
+        default=0.05,
+        ge=0,
+        lt=0.5,
+        description="share of the unit square left empty on each side of the layout",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -250,7 +292,7 @@ class ReduceConfig(Section):
         if isinstance(data, dict) and "fit_size" in data:
             raise ValueError(
                 "fit_size is gone: every vector is now optimised against its own neighbours "
-                "(README, atlas reduce); delete the key"
+                "(docs/stages.md, atlas reduce); delete the key"
             )
         return data
 
@@ -285,8 +327,8 @@ class Recipe(Section):
         description="icon side in px: best the receptive field of the layer's central "
         "position (pixels outside it cannot change the objective and stay grey)",
     )
-    steps: PositiveInt = 128
-    lr: float = Field(default=0.1, gt=0)
+    steps: PositiveInt = Field(default=128, description="optimization steps per icon")
+    lr: float = Field(default=0.1, gt=0, description="Adam's step size")
     lr_schedule: Literal["cosine", "constant"] = Field(
         default="cosine", description="step size constant, or falling to a twentieth of lr"
     )
@@ -397,7 +439,9 @@ class ClassesConfig(Section):
     mode: Literal["winner", "topn"] = Field(
         default="winner", description="keep samples the class wins, or has in its top_n"
     )
-    top_n: PositiveInt = 2
+    top_n: PositiveInt = Field(
+        default=2, description="mode topn: a sample counts for a class among its top_n attributions"
+    )
     layout: Literal["own", "global"] = Field(
         default="own", description="UMAP of the class's samples, or the global layout cut out"
     )
@@ -405,8 +449,8 @@ class ClassesConfig(Section):
         default=None, description="classes compared across checkpoints (default: classes)"
     )
     size: PositiveInt = Field(default=8, description="cells per side")
-    min_count: PositiveInt = 2
-    exemplars: int = Field(default=6, ge=0)
+    min_count: PositiveInt = Field(default=2, description="cells with fewer samples stay empty")
+    exemplars: int = Field(default=6, ge=0, description="exemplar images kept per cell")
 
 
 class AttributeConfig(Section):
@@ -419,7 +463,8 @@ class AttributeConfig(Section):
             "gradcam",
             "occlusion",
             "integrated_gradients",
-        ]
+        ],
+        description="attribution methods to run, in order",
     )
     target: str | int = Field(default="pred", description="'pred', 'label' or a class index")
     gradcam_layer: str | None = Field(
@@ -451,7 +496,9 @@ class AttributeConfig(Section):
         default=32, description="integrated gradients batch (memory)"
     )
     layers: list[str] = Field(default_factory=list, description="layers shown as activation grids")
-    channels_shown: PositiveInt = 16
+    channels_shown: PositiveInt = Field(
+        default=16, description="channels drawn in each activation grid"
+    )
     randomize_layers: PositiveInt | None = Field(
         default=None,
         description="blocks re-initialized one by one, top down, in the cascading "
@@ -470,7 +517,7 @@ class AttributeConfig(Section):
     deletion_steps: NonNegativeInt = Field(
         default=16, description="steps of each map's deletion and insertion curves (RISE); 0: none"
     )
-    batch_size: PositiveInt = 16
+    batch_size: PositiveInt = Field(default=16, description="images per forward/backward pass")
     limit: PositiveInt | None = Field(
         default=None, description="at most this many images per source"
     )
@@ -508,8 +555,8 @@ class ReportConfig(Recipe):
     classes: list[str] | None = Field(
         default=None, description="classes to visualize (default: the first 16)"
     )
-    icon_size: PositiveInt = 96
-    lr: float = Field(default=0.05, gt=0)
+    icon_size: PositiveInt = Field(default=96, description="side of each class visualization in px")
+    lr: float = Field(default=0.05, gt=0, description="Adam's step size")
     lr_schedule: Literal["cosine", "constant"] = Field(
         default="constant", description="as render.lr_schedule"
     )
@@ -530,7 +577,7 @@ class ShapeBiasConfig(Section):
         "(name -> class names); a prediction of any of them is the category's",
     )
     examples: NonNegativeInt = Field(default=4, description="example images kept per outcome")
-    batch_size: PositiveInt = 64
+    batch_size: PositiveInt = Field(default=64, description="images per forward pass")
 
 
 class AlignConfig(Section):
