@@ -50,13 +50,16 @@ class Switch:
 
 
 @contextmanager
-def redirect_relus(module: nn.Module) -> Iterator[Switch]:
-    """Within the block, every ``nn.ReLU`` of ``module`` gives the redirected gradient
+def redirect_relus(
+    module: nn.Module, gates: tuple[type[nn.Module], ...] = (nn.ReLU,)
+) -> Iterator[Switch]:
+    """Within the block, every gate module of ``module`` (``gates``: the model family's,
+    :attr:`atlas.models.family.Gates.modules`; ``nn.ReLU``) gives the redirected gradient
     while the yielded switch is active (ReLUs called as functions are left alone). In-place
     ReLUs work out of place meanwhile: the redirection needs their input. Hooks are
     removed and in-place flags restored on the way out, whatever happens."""
     switch = Switch()
-    relus = [m for m in module.modules() if isinstance(m, nn.ReLU)]
+    relus = [m for m in module.modules() if isinstance(m, gates)]
     inplace = [m.inplace for m in relus]
 
     def hook(relu: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor):

@@ -122,7 +122,11 @@ def render(
         for p, _ in frozen:
             p.requires_grad_(False)  # gradients for the image only
         with (
-            redirect_relus(module) if redirect_relu_steps else nullcontext(Switch(False)) as relus,
+            (
+                redirect_relus(module, model.family.gates.modules)
+                if redirect_relu_steps
+                else nullcontext(Switch(False))
+            ) as relus,
             model.capture(sorted(objective.layers), detach=False) as activations,
         ):
 
