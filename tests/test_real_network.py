@@ -74,9 +74,12 @@ def test_a_package_that_is_not_one_is_named(tmp_path):
     with pytest.raises(DataError, match="not a Debian package"):
         list(deb_files(tmp_path / "x.deb", "*"))
     write_ar(tmp_path / "y.deb", {"debian-binary": b"2.0\n"})
-    with pytest.raises(DataError, match="no data.tar"):
+    with pytest.raises(DataError, match=r"no data\.tar"):
         list(deb_files(tmp_path / "y.deb", "*"))
-    assert main(["demo-photos", "--package", str(tmp_path / "y.deb"), "--out", "o"]) == 2
+    assert (
+        main(["demo-photos", "--package", str(tmp_path / "y.deb"), "--out", str(tmp_path / "o")])
+        == 2
+    )
 
 
 def wheel_with(path, name: str, contents: bytes) -> None:
