@@ -212,11 +212,15 @@ def extract(config: Config, images: str, out: str, scheduler: str | None, overwr
 @click.option(
     "--plot", type=click.Path(dir_okay=False), help="CSV of the layout by class, for dvc plots."
 )
-def reduce(config: Config, store: str, out: str, plot: str | None) -> None:
+@metrics_option(
+    "JSON of the layout's neighbour agreement: the share of each sample's 15 nearest "
+    "layout neighbours predicted as it is."
+)
+def reduce(config: Config, store: str, out: str, plot: str | None, metrics: str | None) -> None:
     """Lay out a layer's activations in 2-D with UMAP (normalized to [0, 1])."""
     from atlas.stages.reduce import reduce_store
 
-    info = reduce_store(store, out, config.reduce, plot=plot)
+    info = reduce_store(store, out, config.reduce, plot=plot, metrics=metrics)
     _record(config, out, "reduce", store=True)
     click.echo(
         f"laid out {info.n} samples ({info.distinct} distinct; {info.describe()}) into {out}"
