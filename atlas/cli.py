@@ -189,10 +189,21 @@ def train(config: Config, data_dir: str, out: str, metrics: str | None, plots: s
     "process without Dask; default: a local cluster with extract.workers workers.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a store made with another config.")
-def extract(config: Config, images: str, out: str, scheduler: str | None, overwrite: bool) -> None:
+@click.option(
+    "--layer",
+    default="",
+    help="The layer(s) to extract, comma-separated, instead of extract.layer (empty: the "
+    "config's): one config serves the runs of several layers.",
+)
+def extract(
+    config: Config, images: str, out: str, scheduler: str | None, overwrite: bool, layer: str
+) -> None:
     """Extract layer activations, class attributions and predictions into a Zarr store."""
     from atlas.stages.extract import extract_store
 
+    if layer:
+        names = [name.strip() for name in layer.split(",")]
+        config = config.with_keys("extract", layer=names[0] if len(names) == 1 else names)
     options = _section(config, "extract", "-s extract.layer=NAME")
     summary = extract_store(
         images, out, config.model, options, scheduler=scheduler, overwrite=overwrite
