@@ -10,7 +10,7 @@ from atlas.attribution.sanity import photo_inputs, select_photos
 
 
 def first_photos(model, photos, n=2):
-    inputs, kept = photo_inputs(model, select_photos(photos, n))
+    inputs, _ = photo_inputs(model, select_photos(photos, n))
     with torch.no_grad():
         target = model.module(inputs).argmax(dim=1)
     return inputs, target
