@@ -155,3 +155,27 @@ def test_guided_backprop_on_a_tiny_mobilenet_v2_is_not_the_gradient():
     saliency = make_method("saliency", model).attribute(x, target)
     relative = (guided - saliency).abs().max() / saliency.abs().max()
     assert relative > 0.1
+
+
+def test_a_report_on_a_network_without_gates_shows_guided_backprop_as_not_defined(tmp_path):
+    """The other methods run; the pages say why guided backprop did not."""
+    import numpy as np
+    from PIL import Image
+
+    from atlas.config import AttributeConfig
+    from atlas.data import list_images
+    from atlas.reports.attribution_report import attribute_images
+
+    torch.manual_seed(0)
+    net = wrap(Smooth(nn.GELU(), nn.GELU()), size=8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((8, 8, 3), 90, dtype=np.uint8)).save(tmp_path / "in" / "one.png")
+    options = AttributeConfig(methods=["saliency", "guided_backprop"], deletion_steps=0)
+    records = list_images(tmp_path / "in").records
+    attribute_images(net, records, tmp_path / "out", options)
+    assert (tmp_path / "out" / "one.saliency.npy").exists()
+    assert not (tmp_path / "out" / "one.guided_backprop.npy").exists()
+    for page in ("index.html", "one.html"):
+        text = (tmp_path / "out" / page).read_text()
+        assert "guided_backprop: not defined for this network" in text
+        assert "its activations are smooth (gelu x2)" in text
