@@ -155,6 +155,11 @@ def test_guided_backprop_on_a_tiny_mobilenet_v2_is_not_the_gradient():
     saliency = make_method("saliency", model).attribute(x, target)
     relative = (guided - saliency).abs().max() / saliency.abs().max()
     assert relative > 0.1
+    # Captum hooks nn.ReLU modules only: on MobileNetV2 its guided backprop is the gradient.
+    from captum.attr import GuidedBackprop as CaptumGuided
+
+    theirs = CaptumGuided(model.module).attribute(x.clone().requires_grad_(), target=target)
+    assert torch.allclose(theirs.abs().amax(dim=1), saliency, atol=1e-6)
 
 
 def test_a_report_on_a_network_without_gates_shows_guided_backprop_as_not_defined(tmp_path):
