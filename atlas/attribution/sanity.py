@@ -87,6 +87,8 @@ class SanityReport:
     photos: list[str]
     targets: list[str]
     methods: dict[str, MethodSanity]
+    # Methods too costly to cascade (integrated gradients): deletion and insertion AUCs only.
+    faithfulness_only: dict[str, dict[str, float]] = field(default_factory=dict)
     petsiuk_resnet50: dict[str, tuple[float, float]] = field(
         default_factory=lambda: dict(PETSIUK_RESNET50)
     )
@@ -213,9 +215,10 @@ def sanity_checks(
     steps: int | None = None,
     seed: int = 0,
     deletion_steps: int = 16,
+    auc_only: Sequence[str] = (),
 ) -> SanityReport:
     """Both checks of every method over the photos ``records``, each map explaining the
-    model's top class for its photo."""
+    model's top class for its photo; deletion and insertion alone for ``auc_only``."""
     inputs, kept = photo_inputs(model, records)
     with torch.no_grad():
         target = model.module(inputs).argmax(dim=1)
@@ -232,11 +235,20 @@ def sanity_checks(
             seed=seed,
             deletion_steps=deletion_steps,
         )
+    faithfulness = {}
+    for name in auc_only:
+        maps = make_method(name, model, options).attribute(inputs, target)
+        curves = deletion_insertion(model, inputs, target, maps, steps=deletion_steps or 16)
+        faithfulness[name] = {
+            "deletion_auc": float(np.mean(curves.deletion_auc)),
+            "insertion_auc": float(np.mean(curves.insertion_auc)),
+        }
     return SanityReport(
         model=model.spec.arch,
         photos=[r.name for r in kept],
         targets=[model.class_names[int(t)] for t in target],
         methods=results,
+        faithfulness_only=faithfulness,
     )
 
 
@@ -251,6 +263,7 @@ def run_sanity(
     steps: int | None = None,
     seed: int = 0,
     deletion_steps: int = 16,
+    auc_only: Sequence[str] = (),
 ) -> SanityReport:
     """The checks over ``limit`` photos of ``source``, written to ``out_dir`` as
     ``sanity.json`` and ``sanity.png`` (or ``sanity.svg`` without matplotlib): what a
@@ -263,6 +276,7 @@ def run_sanity(
         steps=steps,
         seed=seed,
         deletion_steps=deletion_steps,
+        auc_only=auc_only,
     )
     write_sanity(report, out_dir)
     return report

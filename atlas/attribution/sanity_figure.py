@@ -29,7 +29,7 @@ def plot_cascade(report: SanityReport, out: Path) -> Path:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 4.2), sharey=True)
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 4.4), sharey=True)
     for ax, (measure, title) in zip(axes, PANELS.items(), strict=True):
         for colour, (name, method) in zip(COLOURS, report.methods.items(), strict=False):
             x = range(len(method.steps))
@@ -41,7 +41,7 @@ def plot_cascade(report: SanityReport, out: Path) -> Path:
         ax.set_xticks(range(len(steps)), steps, rotation=90, fontsize=6)
         ax.set_title(title, fontsize=10)
         ax.axhline(0, color="grey", lw=0.5)
-        ax.set_ylim(-0.3, 1.02)
+        ax.set_ylim(-1.0, 1.02)
     axes[0].set_ylabel("similarity with the original map")
     axes[0].legend(fontsize=8)
     fig.suptitle(

@@ -37,7 +37,9 @@ def test_photos_are_spread_over_the_folders(folder):
 
 
 def test_run_sanity_writes_every_methods_curves_floors_and_aucs(cnn, folder, tmp_path):
-    report = run_sanity(cnn, folder, tmp_path, limit=3, steps=2, deletion_steps=4)
+    report = run_sanity(
+        cnn, folder, tmp_path, limit=3, steps=2, deletion_steps=4, auc_only=["occlusion"]
+    )
     data = json.loads((tmp_path / "sanity.json").read_text())
     assert (tmp_path / "sanity.png").stat().st_size > 0
     assert data["photos"] == ["a/0.png", "a/2.png", "b/4.png"] and len(data["targets"]) == 3
@@ -52,6 +54,7 @@ def test_run_sanity_writes_every_methods_curves_floors_and_aucs(cnn, folder, tmp
     assert data["methods"]["gradcam"]["native_resolution"] == [4, 4]  # block4 at 32 px
     assert report.methods["saliency"].end() == data["methods"]["saliency"]["end"]
     assert data["petsiuk_resnet50"]["gradcam"] == [0.123, 0.677]
+    assert set(data["faithfulness_only"]["occlusion"]) == {"deletion_auc", "insertion_auc"}
 
 
 def test_the_floors_read_one_for_identical_maps_and_low_for_unrelated_ones():
