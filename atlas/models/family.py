@@ -134,6 +134,12 @@ class Family:
             return True
         raise WeightsFileNotFoundError(f"weights file not found: {weights}")
 
+    def file_meta(self, arch: str, path: str) -> dict[str, Any]:
+        """What the family knows of a weights file by itself (as a checkpoint's own
+        metadata: class names, preprocessing) when the file is one of its published
+        checkpoints; nothing, mostly."""
+        return {}
+
     def build(
         self,
         arch: str,
