@@ -2,6 +2,7 @@
 real photos (Adebayo et al. 2018): guided backprop is no longer the gradient there, and
 its map outlives randomizing the top blocks, while saliency's and Grad-CAM's do not."""
 
+import pytest
 import torch
 
 from atlas.attribution import make_method
@@ -30,6 +31,7 @@ def test_guided_backprop_on_mobilenet_v2_rectifies_its_relu6_and_is_not_the_grad
         assert relative > 0.5, relative
 
 
+@pytest.mark.slow  # 12 backward passes of the real network at 224 px: ~40 s, more when shared
 def test_guided_backprop_outlives_randomizing_the_top_blocks_saliency_and_gradcam_do_not(
     mobilenet_v2, photos
 ):
