@@ -31,7 +31,7 @@ def test_guided_backprop_on_mobilenet_v2_rectifies_its_relu6_and_is_not_the_grad
         assert relative > 0.5, relative
 
 
-@pytest.mark.slow  # 12 backward passes of the real network at 224 px: ~40 s, more when shared
+@pytest.mark.slow  # 12 backward passes of the real network at 224 px: 104 s on 2 shared cores
 def test_guided_backprop_outlives_randomizing_the_top_blocks_saliency_and_gradcam_do_not(
     mobilenet_v2, photos
 ):
