@@ -567,6 +567,31 @@ def attribute(
     click.echo(f"{len(reports)} image reports in {out}/index.html")
 
 
+@cli.command("sanity")
+@model_options
+@config_options
+@click.option("--images", required=True, help="The images to check the methods on.")
+@out_option("The folder for sanity.json and the cascade's figure.", "folder")
+@click.option("--limit", type=int, default=16, show_default=True, help="Images checked.")
+@click.option(
+    "--steps", type=int, default=None, help="Blocks randomized, top down (default: every block)."
+)
+def sanity(config: Config, images: str, out: str, limit: int, steps: int | None) -> None:
+    """Two published checks of the attribution methods over a folder of images: cascading
+    randomization (Adebayo et al. 2018) with each measure's floor, and deletion and
+    insertion (Petsiuk et al. 2018) beside the paper's ResNet-50 table."""
+    from atlas.attribution.sanity import run_sanity
+    from atlas.models import load_model
+
+    model = load_model(config.model)
+    report = run_sanity(model, images, out, limit=limit, options=config.attribute, steps=steps)
+    _record(config, out, "model", "attribute")
+    for name, method in report.methods.items():
+        ends = ", ".join(f"{key} {value:.2f}" for key, value in method.end().items())
+        click.echo(f"{name}: after the cascade {ends}")
+    click.echo(f"wrote {out}")
+
+
 @cli.command("report-model")
 @model_options
 @config_options
