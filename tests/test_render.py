@@ -73,7 +73,18 @@ def test_grey_share_counts_the_pixels_left_at_the_initial_grey():
 def test_the_render_settings_keep_the_order_stores_and_records_hold_them_in():
     """The render store's settings and the config records list the keys as they did when
     the render section declared the whole recipe itself (the same bytes on disk)."""
-    settings = RenderConfig().model_dump(mode="json", exclude=set(RenderConfig.OPERATIONAL))
+    settings = RenderConfig().content_settings()
     recorded = "icon_size steps lr lr_schedule cossim_pow whiten transforms shift scale rotate seed"
     assert list(settings) == recorded.split()
-    assert list(RenderConfig().model_dump())[-2:] == ["device", "grey_tolerance"]
+    dumped = list(RenderConfig().model_dump())
+    earlier = [key for key in dumped if key not in RenderConfig.LATER_KEYS]
+    assert earlier[: dumped.index("device") + 1] == dumped[: dumped.index("device") + 1]
+
+
+def test_keys_added_later_leave_an_icons_content_key_alone_at_their_default():
+    """An icon rendered before pad and attempts existed keeps its key (and so its seed
+    and pixels); setting either names another icon."""
+    default = RenderConfig()
+    assert "pad" not in default.content_settings()
+    assert default.updated(pad=16).content_settings()["pad"] == 16
+    assert default.updated(robust_samples=4).content_settings() == default.content_settings()
