@@ -5,7 +5,8 @@ level (:mod:`atlas.icons`), the render store and the deep-zoom tiles
 Outputs, under the output folder: ``icons/`` (the icon cache), ``render.zarr`` (per level
 the icons, their keys, objectives and quality: the icon's objective over the best
 exemplar's, i.e. how much more or less the icon drives its direction than the data does,
-and the share of its area left at the initial grey)
+the same under strong random warps, the share of its area left at the initial grey, and
+the slope of its power spectrum, beside the run's images' median slope)
 and ``tiles/<level>.dzi`` pyramids.
 """
 
