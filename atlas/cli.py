@@ -323,7 +323,7 @@ def render(
         )
     click.echo(
         f"  the images' median spectrum slope at {config.render.icon_size} px: "
-        f"{summary.photo_spectrum_slope} (photographs about -2, noise 0)"
+        f"{summary.photo_spectrum_slope} (a 1/f^2 fall-off of power reads -2, white noise 0)"
     )
 
 
