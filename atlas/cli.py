@@ -312,7 +312,10 @@ def image_map(config: Config, store: str, out: str) -> None:
 @click.option("--grid", "grid_url", required=True, help="The grid store (from atlas grid).")
 @out_option("Folder for icons, render.zarr and tiles.", "folder")
 @scheduler_option()
-@metrics_option("JSON of the icons' median quality and grey area per level.")
+@metrics_option(
+    "JSON of the icons' median quality, robust quality, grey area and spectrum slope per "
+    "level, and the images' median spectrum slope."
+)
 def render(
     config: Config, store: str, grid_url: str, out: str, scheduler: str | None, metrics: str | None
 ) -> None:
@@ -330,8 +333,14 @@ def render(
         grey = summary.median_grey_share[size]
         click.echo(
             f"  level {size}: median icon quality {quality} (its objective over the best "
-            f"exemplar's), median grey area {grey}"
+            f"exemplar's), {summary.median_robust_quality[size]} under random shifts, "
+            f"zooms and turns; median grey area {grey}; median spectrum slope "
+            f"{summary.median_spectrum_slope[size]}"
         )
+    click.echo(
+        f"  the images' median spectrum slope at {config.render.icon_size} px: "
+        f"{summary.photo_spectrum_slope} (a 1/f^2 fall-off of power reads -2, white noise 0)"
+    )
 
 
 @cli.command("channels")

@@ -341,6 +341,31 @@ class Recipe(Section):
     shift: NonNegativeInt = Field(default=1, description="affine: largest shift in px")
     scale: tuple[float, float] = Field(default=(0.95, 1.05), description="affine: zoom range")
     rotate: float = Field(default=5.0, ge=0, description="affine: largest rotation, degrees")
+    pad: NonNegativeInt = Field(
+        default=0,
+        description="affine: a border of initial grey this many px wide around the icon "
+        "before each warp (the network sees icon_size + 2 pad px), so that what a shift or "
+        "turn moves out of the icon is still seen, as Lucid's atlas pads by 16",
+    )
+    attempts: PositiveInt = Field(
+        default=1,
+        description="starts per icon, each from its own seed; the icon keeps the one whose "
+        "final objective is highest (Lucid's atlas: best of 4)",
+    )
+    robust_samples: NonNegativeInt = Field(
+        default=16,
+        description="measure: random warps each final icon is scored under (robust "
+        "objective: the mean of those scores); 0: not measured",
+    )
+    robust_shift: NonNegativeInt = Field(
+        default=8, description="measure: largest shift of the robust warps, px"
+    )
+    robust_scale: tuple[float, float] = Field(
+        default=(0.9, 1.1), description="measure: zoom range of the robust warps"
+    )
+    robust_rotate: float = Field(
+        default=20.0, ge=0, description="measure: largest rotation of the robust warps, degrees"
+    )
     seed: int = Field(
         default=0,
         description="of the transforms' draws; channels and classes start from seed + index",
@@ -380,7 +405,15 @@ class RenderConfig(Recipe):
         "levels",
         "tile_size",
         "grey_tolerance",
+        "robust_samples",
+        "robust_shift",
+        "robust_scale",
+        "robust_rotate",
     )
+    # Keys added to the recipe after icons were first cached: left out of an icon's content
+    # key (and so of its seed) while at their default, so that icons rendered before they
+    # existed keep their keys and their pixels.
+    LATER_KEYS: ClassVar[tuple[str, ...]] = ("pad", "attempts")
     # The order the keys had before the recipe was declared apart (Recipe's first, by
     # inheritance): config records and the render store's settings list them so, byte for
     # byte as before; keys added since follow them.
@@ -403,6 +436,16 @@ class RenderConfig(Recipe):
         "processes",
         "device",
     )
+
+    def content_settings(self) -> dict[str, Any]:
+        """The settings that change what an icon shows (JSON values): every key but the
+        operational ones, and the later keys only where they differ from their default."""
+        settings = self.model_dump(mode="json", exclude=set(self.OPERATIONAL))
+        defaults = type(self).model_fields
+        for key in self.LATER_KEYS:
+            if getattr(self, key) == defaults[key].default:
+                settings.pop(key)
+        return settings
 
     @model_serializer(mode="wrap")
     def _in_dump_order(self, handler):

@@ -21,14 +21,17 @@ import numpy as np
 import torch
 
 from atlas.config import RenderConfig
+from atlas.data import UnusableImage, read_pixels
 from atlas.featvis import objectives
-from atlas.models import LoadedModel
-from atlas.render import Objectives, grey_share, render_to_cache
+from atlas.featvis.spectrum import spectrum_slope
+from atlas.models import LoadedModel, Preprocessing
+from atlas.render import Objectives, grey_share, render_to_cache, robust_check
 from atlas.rows import take_rows
 from atlas.store import RunStore
 from atlas.store.render import IconCache, RenderLevel
 
 log = logging.getLogger(__name__)
+PHOTO_SAMPLE = 64  # images whose spectra give the photographs' median slope
 
 
 def icon_content_key(
@@ -37,7 +40,7 @@ def icon_content_key(
     """The content hash that names an icon of ``target`` (C,): it changes with anything
     that changes the icon (the model's ``identity``, the layer, the whitening's digest,
     the settings that are not operational), and names its file in the cache."""
-    settings = options.model_dump(mode="json", exclude=set(RenderConfig.OPERATIONAL))
+    settings = options.content_settings()
     digest = hashlib.sha256()
     digest.update(
         json.dumps([identity, layer, whitening_digest, settings], sort_keys=True).encode()
@@ -132,7 +135,15 @@ class LevelIcons:
     where empty), ``objective`` what each icon reaches, ``exemplar_objective`` what the
     best exemplar reaches (:func:`exemplar_objective`), ``quality`` the one over the
     other, ``grey_share`` the icon's area left at the initial grey
-    (:func:`atlas.render.grey_share`); NaN where a cell has no icon or no exemplar."""
+    (:func:`atlas.render.grey_share`); NaN where a cell has no icon or no exemplar.
+
+    Two figures a person would agree with sit beside ``quality``, which a pattern fitted
+    pixel-exact to the central position can inflate: ``robust_objective``, the icon's
+    mean objective under strong random shifts, zooms and turns
+    (:func:`atlas.featvis.render.robust_warp`), and ``robust_quality``, that over the
+    best exemplar's (a real feature keeps beating the data when moved; a checkerboard
+    does not); ``spectrum_slope``, the slope of the icon's power spectrum
+    (:func:`atlas.featvis.spectrum.spectrum_slope`: photographs about -2, noise 0)."""
 
     icons: np.ndarray
     keys: np.ndarray
@@ -140,6 +151,9 @@ class LevelIcons:
     exemplar_objective: np.ndarray
     quality: np.ndarray
     grey_share: np.ndarray
+    robust_objective: np.ndarray
+    robust_quality: np.ndarray
+    spectrum_slope: np.ndarray
 
     @property
     def median_quality(self) -> float | None:
@@ -148,6 +162,14 @@ class LevelIcons:
     @property
     def median_grey_share(self) -> float | None:
         return finite_median(self.grey_share)
+
+    @property
+    def median_robust_quality(self) -> float | None:
+        return finite_median(self.robust_quality)
+
+    @property
+    def median_spectrum_slope(self) -> float | None:
+        return finite_median(self.spectrum_slope)
 
     def record(self, size: int) -> RenderLevel:
         """The level as the render store keeps it."""
@@ -159,6 +181,9 @@ class LevelIcons:
             exemplar_objective=self.exemplar_objective,
             quality=self.quality,
             grey_share=self.grey_share,
+            robust_objective=self.robust_objective,
+            robust_quality=self.robust_quality,
+            spectrum_slope=self.spectrum_slope,
         )
 
 
@@ -178,13 +203,46 @@ def level_icons(
     have the icons ``keys`` in ``cache``; ``acts`` (samples, C), the layer's activations,
     ``exemplars`` (cells, e) and ``means`` (cells, C), the level's."""
     icons, value = cache.gather(keys, cells, n_cells, options.icon_size)
+    robust = cache.gather_robust(keys, cells, n_cells, robust_check(options))
+    if len(cells) and np.isnan(robust[cells]).any():
+        log.warning(
+            "%d icons in %s were measured with other robust settings (or before the "
+            "robust objective was): their robust quality is NaN; delete them to re-render",
+            int(np.isnan(robust[cells]).sum()),
+            cache.folder,
+        )
     exemplar_value = exemplar_objective(acts, exemplars, means, cells, layer, whitening, options)
     icon_keys = np.full(n_cells, "", dtype=object)
     icon_keys[cells] = keys
-    quality = value / np.where(exemplar_value > 0, exemplar_value, np.nan)
+    best = np.where(exemplar_value > 0, exemplar_value, np.nan)
     grey = np.full(n_cells, np.nan, np.float32)
     grey[cells] = grey_share(icons[cells], options.grey_tolerance)
-    return LevelIcons(icons, icon_keys, value, exemplar_value, quality, grey)
+    slope = np.full(n_cells, np.nan, np.float32)
+    slope[cells] = spectrum_slope(icons[cells])
+    return LevelIcons(
+        icons, icon_keys, value, exemplar_value, value / best, grey, robust, robust / best, slope
+    )
+
+
+def photo_spectrum_slope(run: RunStore, size: int, limit: int = PHOTO_SAMPLE) -> float | None:
+    """The median spectrum slope (:func:`atlas.featvis.spectrum.spectrum_slope`) of the
+    run's images as its model sees them (resized and center-cropped), each cut to its
+    central ``size`` px square, the icons' side: what an icon's slope is read against. Up
+    to ``limit`` images, evenly spaced over those extracted; None when none can be read."""
+    spec = run.model_spec()
+    preprocessing = Preprocessing(spec.input_size, spec.resize_size, spec.mean, spec.std)
+    valid = np.flatnonzero(run.image_valid())
+    chosen = valid[np.linspace(0, len(valid) - 1, min(limit, len(valid))).astype(int)]
+    crops = []
+    for name in run.image_names(np.unique(chosen)) if len(chosen) else []:
+        try:
+            pixels = preprocessing.crop(read_pixels(run.locate(name)))
+        except UnusableImage:
+            continue
+        side = min(size, *pixels.shape[-2:])
+        top, left = (pixels.shape[1] - side) // 2, (pixels.shape[2] - side) // 2
+        crops.append(pixels[:, top : top + side, left : left + side].permute(1, 2, 0).numpy())
+    return finite_median(spectrum_slope(np.stack(crops))) if crops else None
 
 
 def finite_median(values: np.ndarray) -> float | None:

@@ -14,6 +14,7 @@ cluster or any cluster: :mod:`atlas.distribute`), each writing its icons into an
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,6 +83,11 @@ class Objectives:
     def rows(self, which: slice) -> Objectives:
         return dataclasses.replace(self, targets=self.targets[which])
 
+    def repeated(self, times: int) -> Objectives:
+        """Every row ``times`` times over, the copies one after the other."""
+        reps = (times,) + (1,) * (self.targets.ndim - 1)
+        return dataclasses.replace(self, targets=np.tile(self.targets, reps))
+
     def objective(self) -> Objective:
         """The batched objective of all rows (one score per row, to maximize)."""
         if self.kind == "direction":
@@ -102,28 +108,63 @@ def batches(count: int, recipe: Recipe) -> list[slice]:
     return [slice(start, start + size) for start in range(0, count, size)]
 
 
+ATTEMPT_SEED_STEP = 1_000_003  # attempt a of an icon seeded with s starts from s + a * this
+
+
+def attempt_seeds(seeds: Sequence[int], attempts: int) -> list[int]:
+    """The starting seeds of ``attempts`` starts of each icon, attempt by attempt: the
+    first attempt is the icon's own seed (one attempt renders as before there were more)."""
+    return [
+        (int(seed) + attempt * ATTEMPT_SEED_STEP) % 2**32
+        for attempt in range(attempts)
+        for seed in seeds
+    ]
+
+
+def best_attempts(result: RenderResult, attempts: int) -> RenderResult:
+    """Of a result holding ``attempts`` starts of each of its icons (attempt by attempt,
+    as :func:`attempt_seeds` orders them), each icon's start with the highest final
+    objective."""
+    if attempts == 1:
+        return result
+    count = len(result.values) // attempts
+    best = result.values.reshape(attempts, count).argmax(axis=0) * count + np.arange(count)
+    return RenderResult(
+        images=result.images[best],
+        values=result.values[best],
+        history=result.history[:, best],
+        robust_values=result.robust_values[best],
+    )
+
+
 def render_objectives(
     model: LoadedModel, objectives: Objectives, seeds: Sequence[int], recipe: Recipe
 ) -> RenderResult:
     """Icons maximizing ``objectives`` with ``model`` in this process, ``recipe.batch_size``
-    at a time; icon i starts from ``seeds[i]``. Returns images (N, S, S, 3) in [0, 1] and
-    each icon's final objective."""
-    size = recipe.icon_size
+    at a time (each with its ``recipe.attempts`` starts in the same optimization, so a
+    batch optimizes batch_size x attempts images); icon i starts from ``seeds[i]``.
+    Returns images (N, S, S, 3) in [0, 1], each icon's final objective and its robust
+    objective (:func:`atlas.featvis.render.render`)."""
+    size, attempts = recipe.icon_size, recipe.attempts
     images, values = [np.zeros((0, size, size, 3), np.float32)], [np.zeros(0, np.float32)]
+    robust = [np.zeros(0, np.float32)]
     for rows in batches(len(objectives), recipe):
         result = render(
             model,
-            objectives.rows(rows).objective(),
+            objectives.rows(rows).repeated(attempts).objective(),
             recipe,
-            seeds=list(seeds[rows]),
+            seeds=attempt_seeds(seeds[rows], attempts),
             redirect_relu_steps=objectives.redirect_relu_steps,
         )
+        result = best_attempts(result, attempts)
         images.append(result.images)
         values.append(result.values)
+        robust.append(result.robust_values)
     return RenderResult(
         images=np.concatenate(images),
         values=np.concatenate(values),
         history=np.zeros((0, len(objectives)), np.float32),
+        robust_values=np.concatenate(robust),
     )
 
 
@@ -165,8 +206,11 @@ def render_task(
     model = worker_model(run_url, device, model=model, spec=spec)
     result = render_objectives(model, objectives, seeds, recipe)
     cache = IconCache(icons_dir)
-    for key, image, value in zip(keys, result.images, result.values, strict=True):
-        cache.save(key, image, float(value))
+    check = robust_check(recipe)
+    for key, image, value, robust in zip(
+        keys, result.images, result.values, result.robust_values, strict=True
+    ):
+        cache.save(key, image, float(value), robust=(float(robust), check))
     return {"icons": len(keys), "seconds": time.perf_counter() - start}
 
 
@@ -210,6 +254,13 @@ def render_to_cache(
         model=model,
         spec=None if model is not None else with_absolute_paths(run.model_spec()),
     )
+
+
+def robust_check(recipe: Recipe) -> str:
+    """The robust measure's settings, as an icon's cache entry records them beside its
+    robust objective (an entry measured otherwise is not read as this measure)."""
+    keys = ("robust_samples", "robust_shift", "robust_scale", "robust_rotate")
+    return json.dumps({key: getattr(recipe, key) for key in keys}, sort_keys=True)
 
 
 def grey_share(icons: np.ndarray, tolerance: float) -> np.ndarray:

@@ -2,13 +2,21 @@
 says; the recipes the config's sections give it."""
 
 import numpy as np
+import pytest
 import torch
 
 from atlas.config import Recipe, RenderConfig, ReportConfig
 from atlas.featvis import objectives as obj
 from atlas.featvis.render import render, transforms_for
 from atlas.featvis.warps import LucentSet
-from atlas.render import Objectives, batches, grey_share, render_objectives
+from atlas.render import (
+    ATTEMPT_SEED_STEP,
+    Objectives,
+    attempt_seeds,
+    batches,
+    grey_share,
+    render_objectives,
+)
 
 
 def test_batches_are_the_recipes_batch_size_or_everything_at_once():
@@ -28,6 +36,21 @@ def test_icons_are_rendered_in_the_recipes_batches_each_from_its_seed(cnn):
     assert np.array_equal(result.images[:2], first.images)
     assert np.array_equal(result.images[2:], last.images)
     assert np.array_equal(result.values, np.concatenate([first.values, last.values]))
+
+
+def test_each_icon_keeps_the_best_of_its_attempts_the_first_its_own_seed(cnn):
+    recipe = Recipe(icon_size=32, steps=6, batch_size=2, attempts=3)
+    spec = Objectives.channels("block3", [0, 5, 9], "channel", redirect_relu_steps=0)
+    result = render_objectives(cnn, spec, [11, 12, 13], recipe)
+    assert result.images.shape == (3, 32, 32, 3) and result.robust_values.shape == (3,)
+    assert attempt_seeds([11, 12], 2) == [11, 12, 11 + ATTEMPT_SEED_STEP, 12 + ATTEMPT_SEED_STEP]
+    for channel, seed, value in zip([0, 5, 9], [11, 12, 13], result.values, strict=True):
+        tries = render(
+            cnn, obj.channel("block3", [channel]), recipe, seeds=attempt_seeds([seed], 3)
+        )
+        assert value == pytest.approx(tries.values.max(), rel=1e-3)
+    single = render_objectives(cnn, spec, [11, 12, 13], recipe.updated(attempts=1))
+    assert (result.values >= single.values * (1 - 1e-3)).all()
 
 
 def test_a_spec_builds_the_objective_of_its_rows(cnn):
@@ -73,7 +96,18 @@ def test_grey_share_counts_the_pixels_left_at_the_initial_grey():
 def test_the_render_settings_keep_the_order_stores_and_records_hold_them_in():
     """The render store's settings and the config records list the keys as they did when
     the render section declared the whole recipe itself (the same bytes on disk)."""
-    settings = RenderConfig().model_dump(mode="json", exclude=set(RenderConfig.OPERATIONAL))
+    settings = RenderConfig().content_settings()
     recorded = "icon_size steps lr lr_schedule cossim_pow whiten transforms shift scale rotate seed"
     assert list(settings) == recorded.split()
-    assert list(RenderConfig().model_dump())[-2:] == ["device", "grey_tolerance"]
+    dumped = list(RenderConfig().model_dump())
+    earlier = [key for key in dumped if key not in RenderConfig.LATER_KEYS]
+    assert earlier[: dumped.index("device") + 1] == dumped[: dumped.index("device") + 1]
+
+
+def test_keys_added_later_leave_an_icons_content_key_alone_at_their_default():
+    """An icon rendered before pad and attempts existed keeps its key (and so its seed
+    and pixels); setting either names another icon."""
+    default = RenderConfig()
+    assert "pad" not in default.content_settings()
+    assert default.updated(pad=16).content_settings()["pad"] == 16
+    assert default.updated(robust_samples=4).content_settings() == default.content_settings()

@@ -131,3 +131,32 @@ def test_render_cli(capsys, tiny_store, grid, tmp_path):
     )
     out = capsys.readouterr().out
     assert code == 0 and "icons (" in out and (tmp_path / "tiles" / "4.dzi").exists()
+
+
+def test_the_stage_measures_robust_quality_and_spectrum_slope(tiny_store, grid, tmp_path):
+    import json
+
+    metrics = tmp_path / "metrics.json"
+    summary = render_store(
+        tiny_store, grid, str(tmp_path), OPTIONS, scheduler="inline", metrics=metrics
+    )
+    store = zarr.open_group(str(tmp_path / "render.zarr"), mode="r")
+    for size in (2, 4):
+        level = store[str(size)]
+        occupied = level["icon_key"][:] != ""
+        robust, best = level["robust_objective"][:], level["exemplar_objective"][:]
+        assert np.isfinite(robust[occupied]).all() and np.isnan(robust[~occupied]).all()
+        np.testing.assert_allclose(level["robust_quality"][:][occupied], (robust / best)[occupied])
+        assert np.isfinite(level["spectrum_slope"][:][occupied]).all()
+        assert summary.median_robust_quality[size] == pytest.approx(
+            float(np.median((robust / best)[occupied])), abs=1e-4
+        )
+    written = json.loads(metrics.read_text())
+    assert set(written) >= {"median_robust_quality", "median_spectrum_slope"}
+    assert summary.photo_spectrum_slope < -1  # the tiny world's scenes are smooth
+    assert written["photo_spectrum_slope"] == summary.photo_spectrum_slope
+    # A cache measured with other robust settings reads as not measured, never as this one.
+    other = render_store(
+        tiny_store, grid, str(tmp_path), OPTIONS.updated(robust_shift=2), scheduler="inline"
+    )
+    assert other.rendered == 0 and all(v is None for v in other.median_robust_quality.values())

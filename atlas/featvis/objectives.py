@@ -25,6 +25,7 @@ class Objective:
 
     terms: tuple[tuple[float, Term], ...]
     layers: frozenset[str]
+    uses_output: bool = False  # whether a term reads the model's output (else None may do)
 
     def __call__(self, activations: Activations, output: torch.Tensor) -> torch.Tensor:
         total = None
@@ -34,14 +35,20 @@ class Objective:
         return total
 
     def __add__(self, other: Objective) -> Objective:
-        return Objective(self.terms + other.terms, self.layers | other.layers)
+        return Objective(
+            self.terms + other.terms,
+            self.layers | other.layers,
+            self.uses_output or other.uses_output,
+        )
 
     def __sub__(self, other: Objective) -> Objective:
         return self + (-1.0) * other
 
     def __mul__(self, scale: float) -> Objective:
         return Objective(
-            tuple((weight * float(scale), term) for weight, term in self.terms), self.layers
+            tuple((weight * float(scale), term) for weight, term in self.terms),
+            self.layers,
+            self.uses_output,
         )
 
     __rmul__ = __mul__
@@ -54,11 +61,11 @@ class Objective:
         """Flat sum of many objectives (no recursion, whatever their number)."""
         terms = tuple(t for o in objectives for t in o.terms)
         layers = frozenset().union(*(o.layers for o in objectives))
-        return Objective(terms, layers)
+        return Objective(terms, layers, any(o.uses_output for o in objectives))
 
 
-def _single(term: Term, *layers: str) -> Objective:
-    return Objective(((1.0, term),), frozenset(layers))
+def _single(term: Term, *layers: str, uses_output: bool = False) -> Objective:
+    return Objective(((1.0, term),), frozenset(layers), uses_output)
 
 
 def _centre(tensor: torch.Tensor, y: int | None = None, x: int | None = None) -> torch.Tensor:
@@ -148,4 +155,4 @@ def class_logit(classes) -> Objective:
         )
         return output[torch.arange(output.shape[0], device=output.device), chosen]
 
-    return _single(term)
+    return _single(term, uses_output=True)

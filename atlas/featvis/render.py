@@ -9,9 +9,10 @@ model's; nothing is swallowed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from atlas.featvis.objectives import Objective
 from atlas.featvis.params import fft_image
 from atlas.featvis.relu import Switch, redirect_relus
 from atlas.featvis.seeding import seeded
+from atlas.layers import Hooks, get_layer
 from atlas.models import LoadedModel, channels_last_input
 
 # Lucent's standard set (pad, jitter, scale, rotate, jitter): its numbers, cheaper.
@@ -35,8 +37,8 @@ def transforms_for(recipe: Recipe) -> list[Callable]:
     ``recipe.icon_size`` px.
 
     ``affine`` (the default): one mild random warp per step (:class:`warps.RandomAffine`,
-    its amounts the recipe's ``shift``, ``scale`` and ``rotate``), which keeps the icon's
-    size and so the layer's central position over the same pixels.
+    its amounts the recipe's ``shift``, ``scale`` and ``rotate``, framed by ``pad`` px of
+    grey), which keeps the layer's central position over the icon's centre.
 
     ``standard``: Lucent's standard set as it is (its maps, applied as matrices:
     :class:`warps.LucentSet`). ``scaled``: the same set with its pixel
@@ -49,7 +51,9 @@ def transforms_for(recipe: Recipe) -> list[Callable]:
     if kind == "none":
         return []
     if kind == "affine":
-        return [warps.RandomAffine(recipe.shift, tuple(recipe.scale), recipe.rotate)]
+        return [
+            warps.RandomAffine(recipe.shift, tuple(recipe.scale), recipe.rotate, pad=recipe.pad)
+        ]
     if kind == "standard":
         return list(STANDARD_TRANSFORMS)
     factor = recipe.icon_size / LUCENT_SIZE
@@ -69,11 +73,48 @@ def _then_resize(transform: Callable, size: int) -> Callable:
     return apply
 
 
+def robust_warp(recipe: Recipe) -> warps.RandomAffine:
+    """The random warps a finished icon is measured under (the recipe's ``robust_shift``,
+    ``robust_scale`` and ``robust_rotate``): stronger than a mild recipe's, so that an
+    icon which only works pixel-exact (a high-frequency pattern fitted to one position)
+    falls below one whose feature survives being moved, zoomed and turned."""
+    return warps.RandomAffine(recipe.robust_shift, tuple(recipe.robust_scale), recipe.robust_rotate)
+
+
+ROBUST_SEED = 20190306  # the robust warps' draws: the same for every icon and recipe
+
+
+class _Enough(Exception):
+    """Raised by a hook once every layer an objective reads has run."""
+
+
+@contextmanager
+def _stop_after(module: torch.nn.Module, layers: Sequence[str]) -> Iterator[None]:
+    """Stop ``module``'s forward passes (by :class:`_Enough`) once every layer of
+    ``layers`` has given its output: the rest of the network cannot change an objective
+    that reads only those layers (MobileNetV2's forward to ``features.6`` is a fifth of
+    the whole)."""
+    seen: set[str] = set()
+
+    def hook(name: str, *_) -> None:
+        seen.add(name)
+        if len(seen) == len(layers):
+            seen.clear()
+            raise _Enough
+
+    with Hooks() as hooks:
+        for name in layers:
+            hooks.forward(get_layer(module, name), partial(hook, name))
+        yield
+
+
 @dataclass
 class RenderResult:
     images: np.ndarray  # (B, H, W, 3) float32 in [0, 1]
     values: np.ndarray  # (B,) objective of each final image, untransformed
     history: np.ndarray  # (recorded steps, B) objective during the optimization
+    # (B,) the mean objective of each final image under the robust warps (NaN: not measured)
+    robust_values: np.ndarray | None = None
 
 
 def render(
@@ -94,7 +135,9 @@ def render(
     element's result does not depend on the rest of its batch. For the first
     ``redirect_relu_steps`` steps the ReLUs pass gradient to units that start dead, as
     Lucid's do (:mod:`atlas.featvis.relu`). ``record_every``: keep the objective every so
-    many steps, in ``history``."""
+    many steps, in ``history``. ``robust_values``: each final image's mean objective
+    under ``recipe.robust_samples`` draws of :func:`robust_warp` (the same draws for every
+    image)."""
     size, steps, lr = recipe.icon_size, recipe.steps, recipe.lr
     if transforms is None:
         transforms = transforms_for(recipe)
@@ -112,8 +155,11 @@ def render(
         else None
     )
     transform = seeded(list(transforms), recipe.seed)
+    measure = seeded([robust_warp(recipe)], ROBUST_SEED)
     if model.fixed_size:  # the transforms change the size; this network takes one only
         transform = _then_resize(transform, model.preprocessing.input_size)
+        measure = _then_resize(measure, model.preprocessing.input_size)
+    read = sorted(objective.layers)
     history = []
     frozen = [(p, p.requires_grad) for p in module.parameters()]
     was_training = module.training
@@ -127,13 +173,16 @@ def render(
                 if redirect_relu_steps
                 else nullcontext(Switch(False))
             ) as relus,
-            model.capture(sorted(objective.layers), detach=False) as activations,
+            model.capture(read, detach=False) as activations,
+            nullcontext() if objective.uses_output or not read else _stop_after(module, read),
         ):
 
             def score(images: torch.Tensor) -> torch.Tensor:
                 inputs = model.preprocessing.normalize(images)
-                # Channels-last runs convolutions faster on the CPU and with cuDNN.
-                output = module(channels_last_input(inputs))
+                output = None
+                with suppress(_Enough):  # stopped once the objective's layers have run
+                    # Channels-last runs convolutions faster on the CPU and with cuDNN.
+                    output = module(channels_last_input(inputs))
                 return objective(activations, output)
 
             for step in range(steps):
@@ -149,6 +198,7 @@ def render(
             with torch.no_grad():
                 final = image_f()
                 values = score(final)
+                robust = [score(measure(final)) for _ in range(recipe.robust_samples)]
     finally:
         for p, flag in frozen:
             p.requires_grad_(flag)
@@ -157,4 +207,9 @@ def render(
         images=final.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32),
         values=values.detach().cpu().numpy(),
         history=np.array(history, dtype=np.float32).reshape(len(history), len(seeds)),
+        robust_values=(
+            torch.stack(robust).mean(dim=0).cpu().numpy()
+            if robust
+            else np.full(len(seeds), np.nan, np.float32)
+        ),
     )

@@ -367,14 +367,19 @@ class RandomAffine(Drawn):
     single bilinear resampling; what moves in from outside is the initial grey. Lucent's
     standard set does the same with three resamplings and an upsampling, and changes the
     image's size. The draws come from NumPy's global generator, as Lucent's do (a render
-    swaps in its own: :func:`atlas.featvis.seeding.seeded`)."""
+    swaps in its own: :func:`atlas.featvis.seeding.seeded`). With ``pad``, the image is
+    first framed by that many px of grey on every side (the output is that much larger),
+    so that what the warp moves out of the image is still seen, as Lucid's atlas pads."""
 
     shift: int = 1
     scale: tuple[float, float] = (0.95, 1.05)
     degrees: float = 5.0
     grey: float = 0.5
+    pad: int = 0
 
     def draw(self, shape: tuple[int, int]) -> Warp:
+        frame = pad(shape, *(4 * [self.pad]), self.grey) if self.pad else None
+        shape = frame.shape if frame is not None else shape
         h, w = shape
         zoom = np.random.uniform(*self.scale)
         angle = np.deg2rad(np.random.uniform(-self.degrees, self.degrees))
@@ -387,4 +392,4 @@ class RandomAffine(Drawn):
         theta = np.concatenate([matrix, shift[:, None]], axis=1)
         resample = Resample.at(*grid_pixels(theta, shape), shape)
         # (image - grey) resampled, plus grey: the grey fills what came from outside.
-        return Warp(resample=resample, offset=self.grey * (1 - resample.sums()))
+        return Warp(frame, resample, offset=self.grey * (1 - resample.sums()))

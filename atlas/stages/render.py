@@ -5,7 +5,8 @@ level (:mod:`atlas.icons`), the render store and the deep-zoom tiles
 Outputs, under the output folder: ``icons/`` (the icon cache), ``render.zarr`` (per level
 the icons, their keys, objectives and quality: the icon's objective over the best
 exemplar's, i.e. how much more or less the icon drives its direction than the data does,
-and the share of its area left at the initial grey)
+the same under strong random warps, the share of its area left at the initial grey, and
+the slope of its power spectrum, beside the run's images' median slope)
 and ``tiles/<level>.dzi`` pyramids.
 """
 
@@ -18,13 +19,21 @@ from pathlib import Path
 import numpy as np
 
 from atlas.config import RenderConfig
-from atlas.icons import level_icons, render_icons
+from atlas.icons import level_icons, photo_spectrum_slope, render_icons
 from atlas.models import LoadedModel
 from atlas.store import open_run
 from atlas.store.base import write_metrics
 from atlas.store.grid import open_grid
 from atlas.store.render import IconCache, create_render, open_render
 from atlas.tiles import write_pyramid
+
+# The per-level figures of LevelIcons the metrics report, by their names there.
+MEDIANS = (
+    "median_quality",
+    "median_grey_share",
+    "median_robust_quality",
+    "median_spectrum_slope",
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,10 @@ class RenderSummary:
     folder: str  # the output folder
     median_quality: dict[int, float | None]  # per level
     median_grey_share: dict[int, float | None]  # per level: icons' area left grey
+    # per level: quality under the robust warps, and the icons' spectrum slope
+    median_robust_quality: dict[int, float | None]
+    median_spectrum_slope: dict[int, float | None]
+    photo_spectrum_slope: float | None  # the run's images', cut to the icon size
 
     def _repr_png_(self) -> bytes:
         """In a notebook: the finest level's icons as a picture."""
@@ -54,7 +67,8 @@ def render_store(
     """Render every occupied cell of the grid's levels (``options.levels``, default all)
     with the run's model (``model``: that model in memory, for a run extracted from one),
     and write the render store and tiles under ``out_dir``; with ``metrics``, a JSON of
-    the icons' median quality per level (icon objective over the best exemplar's)."""
+    the icons' medians per level (:data:`MEDIANS`: quality, grey share, robust quality,
+    spectrum slope) beside the run's images' median spectrum slope."""
     start = time.perf_counter()
     out = Path(out_dir)
     run, grid = open_run(run_url), open_grid(grid_url)
@@ -71,7 +85,7 @@ def render_store(
     tiles = out / "tiles"
     tiles.mkdir(exist_ok=True)
     acts = run.read_layer(layer).acts
-    offset, quality_by_level, grey_by_level = 0, {}, {}
+    offset, medians = 0, {name: {} for name in MEDIANS}
     for size in levels:
         keys = all_keys[offset : offset + len(cells[size])]
         offset += len(cells[size])
@@ -88,34 +102,32 @@ def render_store(
             whitening,
             options,
         )
-        quality_by_level[size] = measured.median_quality
-        grey_by_level[size] = measured.median_grey_share
+        for name, by_level in medians.items():
+            by_level[size] = getattr(measured, name)
         store.write_level(size, measured.record(size))
         pyramid = tiles / str(size)
         write_pyramid(measured.icons, cells[size], size, pyramid, tile_size=options.tile_size)
+    photo_slope = photo_spectrum_slope(run, options.icon_size)
     store.finish(
         {
             "levels": list(levels),
             "layer": layer,
             "grid": grid.url,
             "icon_size": options.icon_size,
-            "settings": options.model_dump(mode="json", exclude=set(RenderConfig.OPERATIONAL)),
+            "settings": options.content_settings(),
+            "photo_spectrum_slope": photo_slope,
         }
     )
     if metrics is not None:
         write_metrics(
             metrics,
-            {
-                "median_quality": quality_by_level,
-                "median_grey_share": grey_by_level,
-                "icons": len(all_keys),
-            },
+            {**medians, "photo_spectrum_slope": photo_slope, "icons": len(all_keys)},
         )
     return RenderSummary(
         len(all_keys),
         rendered,
         time.perf_counter() - start,
         str(out),
-        quality_by_level,
-        grey_by_level,
+        **medians,
+        photo_spectrum_slope=photo_slope,
     )

@@ -1,13 +1,16 @@
 """What rendering writes: the icon cache and the render store.
 
 - The icon cache, a folder of ``<key>.png``: one icon per content key (see
-  :func:`atlas.icons.icon_content_key`), its final objective value in a PNG text chunk. Icons are
+  :func:`atlas.icons.icon_content_key`), its final objective value in a PNG text chunk,
+  and its robust objective with the settings it was measured with in two more. Icons are
   written under a temporary name first, so a killed run leaves no half icon behind.
 - ``render.zarr``: per level (a subgroup named by its size) ``icon[cell, y, x, rgb]``
   uint8, ``icon_key[cell]`` ("" for empty cells), ``objective[cell]``,
   ``exemplar_objective[cell]``, ``quality[cell]`` (the icon's objective over the best
-  exemplar's) and ``grey_share[cell]`` (:class:`RenderLevel`); attributes give the levels,
-  layer, grid, icon size and render settings.
+  exemplar's), ``grey_share[cell]``, ``robust_quality[cell]`` (the icon's mean objective
+  under strong random warps over the best exemplar's) and ``spectrum_slope[cell]`` (of
+  its power spectrum) (:class:`RenderLevel`); attributes give the levels, layer, grid,
+  icon size, render settings and the photographs' median spectrum slope.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ class RenderLevel(Record):
     quality: Values = field(metadata=stored("cell", dtype="float32"))  # objective / the best's
     # The share of the icon's pixels left grey (NaN for empty cells):
     grey_share: Values = field(metadata=stored("cell", dtype="float32"))
+    # The icon's mean objective under the robust warps, and that over the best exemplar's
+    # (atlas.icons.level_icons); absent from stores written before they were measured:
+    robust_objective: Values = field(default=None, metadata=stored("cell", dtype="float32"))
+    robust_quality: Values = field(default=None, metadata=stored("cell", dtype="float32"))
+    # The slope of the icon's power spectrum on log-log axes (atlas.featvis.spectrum):
+    spectrum_slope: Values = field(default=None, metadata=stored("cell", dtype="float32"))
 
 
 class IconCache:
@@ -50,11 +59,22 @@ class IconCache:
     def has(self, key: str) -> bool:
         return self.path(key).exists()
 
-    def save(self, key: str, image: np.ndarray, value: float) -> None:
-        """An icon (S, S, 3) in [0, 1] and its objective value."""
+    def save(
+        self,
+        key: str,
+        image: np.ndarray,
+        value: float,
+        *,
+        robust: tuple[float, str] | None = None,
+    ) -> None:
+        """An icon (S, S, 3) in [0, 1] and its objective value; ``robust``: its robust
+        objective and the settings of the measure (:func:`atlas.render.robust_check`)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         info = PngImagePlugin.PngInfo()
         info.add_text("objective", repr(float(value)))
+        if robust is not None:
+            info.add_text("robust_objective", repr(float(robust[0])))
+            info.add_text("robust_check", robust[1])
         pixels = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
         partial = self.path(key).with_suffix(".part")
         Image.fromarray(pixels).save(partial, format="PNG", pnginfo=info)
@@ -64,6 +84,21 @@ class IconCache:
         """The icon (S, S, 3) uint8 and its objective value."""
         with Image.open(self.path(key)) as image:
             return np.asarray(image.convert("RGB")), float(image.text["objective"])
+
+    def robust(self, key: str, check: str) -> float:
+        """The icon's robust objective, NaN if it was not measured with ``check``."""
+        with Image.open(self.path(key)) as image:
+            if image.text.get("robust_check") != check:
+                return float("nan")
+            return float(image.text["robust_objective"])
+
+    def gather_robust(self, keys, cells: np.ndarray, n_cells: int, check: str) -> np.ndarray:
+        """The robust objectives (:meth:`robust`) of ``keys`` placed at ``cells`` of a level
+        of ``n_cells`` cells (NaN where empty or not measured with ``check``)."""
+        values = np.full(n_cells, np.nan, np.float32)
+        for cell, key in zip(cells, keys, strict=True):
+            values[cell] = self.robust(key, check)
+        return values
 
     def gather(
         self, keys, cells: np.ndarray, n_cells: int, icon_px: int

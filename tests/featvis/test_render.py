@@ -175,3 +175,49 @@ def test_icons_at_the_receptive_field_reach_the_direction_with_the_default_recip
     assert np.median(ours.values) > 2 * np.median(before.values)
     icons = (np.clip(ours.images, 0, 1) * 255).astype(np.uint8)
     assert np.median(grey_share(icons, options.grey_tolerance)) < 0.1
+
+
+def test_a_padded_warp_frames_the_image_in_grey_and_moves_it_within_the_frame():
+    from atlas.featvis.warps import RandomAffine as random_affine
+
+    image = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+    framed = seeded([random_affine(0, (1.0, 1.0), 0.0, pad=4)], 0)(image)
+    expected = torch.full((2, 3, 20, 20), 0.5)
+    expected[..., 4:16, 4:16] = image
+    torch.testing.assert_close(framed, expected, atol=1e-5, rtol=0)
+    # Shifted by up to the pad, nothing of the image leaves the frame.
+    moved = seeded([random_affine(4, (1.0, 1.0), 0.0, pad=4)], 6)(image)
+    assert moved.shape == (2, 3, 20, 20)
+    assert moved.sum().item() == pytest.approx(expected.sum().item(), rel=1e-5)
+
+
+def test_the_robust_objective_is_the_objective_under_no_warp_and_apart_from_it_under_warps(cnn):
+    objective = obj.direction("block3", np.random.default_rng(0).standard_normal((3, 64)))
+    recipe = LUCENT.updated(icon_size=32, steps=24)
+    still = render(
+        cnn,
+        objective,
+        recipe.updated(robust_samples=3, robust_shift=0, robust_scale=(1, 1), robust_rotate=0),
+        seeds=[1, 2, 3],
+    )
+    np.testing.assert_allclose(still.robust_values, still.values, rtol=1e-4)
+    strong = render(cnn, objective, recipe, seeds=[1, 2, 3])
+    np.testing.assert_array_equal(strong.values, still.values)  # the icons themselves alike
+    assert np.isfinite(strong.robust_values).all()
+    assert not np.allclose(strong.robust_values, strong.values, rtol=1e-2)
+    off = render(cnn, objective, recipe.updated(robust_samples=0), seeds=[1, 2, 3])
+    assert np.isnan(off.robust_values).all()
+
+
+def test_stopping_the_forward_after_the_objectives_layer_changes_nothing(cnn):
+    """An objective that reads block2 only stops the network there; one that also reads
+    the output (with weight 0) runs it whole: the same icons either way."""
+    objective = obj.channel("block2", [1, 4])
+    whole = objective + 0.0 * obj.class_logit([0, 0])
+    assert whole.uses_output and not objective.uses_output
+    recipe = LUCENT.updated(icon_size=32, steps=8)
+    stopped = render(cnn, objective, recipe, seeds=[5, 6])
+    full = render(cnn, whole, recipe, seeds=[5, 6])
+    np.testing.assert_allclose(stopped.images, full.images, atol=1e-5)
+    np.testing.assert_allclose(stopped.values, full.values, rtol=1e-5)
+    assert no_hooks_left(cnn.module)
