@@ -15,11 +15,12 @@ def test_photographs_fall_off_steeply_and_noise_does_not(mobilenet_v2, photos):
     """As the network sees them (resized to 256, cut to 224), the photographs' power falls
     off at least as steeply as 1/f^2 (-3.6 measured: many are small, upscaled, compressed);
     uniform noise of the same size is flat."""
+    files = sorted(p for p in photos.rglob("*") if p.suffix.lower() in {".webp", ".jpg", ".png"})
     crops = [
         mobilenet_v2.preprocessing.crop(read_pixels(str(p)))
         .permute(1, 2, 0)
         .numpy()[80:144, 80:144]
-        for p in photos[:: max(1, len(photos) // 24)]
+        for p in files[:: max(1, len(files) // 24)]
     ]
     slopes = spectrum_slope(np.stack(crops))
     noise = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
