@@ -197,6 +197,10 @@ class IncrementalNetwork:
         )
         _, _, out_h, out_w = clean_out.shape
         h, w = patch.tile.shape[2:]
+        if isinstance(module, nn.Conv2d) and k == (1, 1) and s == (1, 1) and p == (0, 0):
+            # a pointwise convolution reads no neighbours: the tile alone, no halo to gather
+            tile = F.conv2d(patch.tile, module.weight, module.bias, 1, 0, 1, module.groups)
+            return Patch(tile, patch.y0, patch.x0, clean_out)
         oy, oh = _span(patch.y0, h, k[0], s[0], p[0], d[0], out_h)
         ox, ow = _span(patch.x0, w, k[1], s[1], p[1], d[1], out_w)
         if oh * ow >= FULL_SHARE * out_h * out_w:
