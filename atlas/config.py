@@ -657,6 +657,13 @@ class Config(Section):
     image_map: ImageMapConfig = ImageMapConfig()
     viewer: ViewerConfig = ViewerConfig()
 
+    def with_keys(self, section: str, **keys: Any) -> Config:
+        """A copy with ``keys`` set in ``section``, validated as the file's own would be
+        (a :class:`ConfigError` naming the key where a value does not fit)."""
+        dumped = self.model_dump(mode="json", exclude_unset=True)
+        dumped[section] = {**(dumped.get(section) or {}), **keys}
+        return validate_config(dumped)
+
     def section_hash(self, *names: str) -> str:
         """A short stable hash of the named sections (all when none are named)."""
         return hash_sections(self.sections(*names))

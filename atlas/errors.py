@@ -42,6 +42,11 @@ class DataError(AtlasError, ValueError):
     """An image source or data set cannot be used."""
 
 
+class MethodNotDefinedError(AtlasError, ValueError):
+    """An attribution method has no rule for this network (guided backprop on a network
+    without rectifiers); reports show the method as not defined, with this message."""
+
+
 def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """The entries of ``choices`` that look most like ``name``, best first."""
     choices = list(choices)

@@ -118,6 +118,7 @@ def init_project(
     _write_pipeline(root)
     run = {
         "config": "atlas.yaml",
+        "layer": "",  # the config's extract.layer
         "weights": _relative(weights, root),
         "images": _relative(images, root),
         "reports": _relative(images, root),

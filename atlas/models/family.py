@@ -43,31 +43,58 @@ class Built:
 
 @dataclass(frozen=True)
 class Gates:
-    """What guided backprop treats as a gate (Springenberg et al. 2014: passes back only
-    positive gradients, and only where its input was positive): the torch functions that
-    compute it, out of place and in place, whether called as functions or by their modules
-    (``nn.ReLU`` calls ``F.relu``). ``not_gates``: functions of activations that gate too
-    but are not rectified the guided way (``nn.ReLU6`` calls ``F.hardtanh``), so that a
-    method can say where its rule does not reach. ``modules``: the gates' module types,
-    for rules that hook modules rather than functions (Lucid's redirected ReLU,
-    :mod:`atlas.featvis.relu`)."""
+    """What guided backprop rectifies (Springenberg et al. 2014), as the torch functions
+    that compute it, whether called as functions or by their modules (``nn.ReLU`` calls
+    ``F.relu``, ``nn.ReLU6`` calls ``F.hardtanh(x, 0, 6)``, ``nn.LeakyReLU``
+    ``F.leaky_relu``), in place or not.
 
-    out_of_place: frozenset
-    in_place: frozenset
-    not_gates: frozenset = frozenset()
+    - ``rectifiers``: the gates of the paper's rule, zero below 0 and the identity above
+      (ReLU; ReLU6, which is also capped at 6).
+    - ``clamps``: hardtanh's functions, a gate exactly when the lower bound is 0 (ReLU6,
+      or any ReLU capped at some maximum); with another lower bound it is a squashing
+      function like tanh and passes the plain gradient.
+    - ``leaky``: the monotone rectifiers that let something through below 0 (LeakyReLU,
+      PReLU, RReLU, ELU, CELU, SELU), rectified by the same rule
+      (:mod:`atlas.attribution.guided_backprop` says why).
+    - ``smooth``: activations the rule is not defined for (SiLU, GELU, Hardswish, Mish:
+      not monotone), never rectified; a method names them where it meets them.
+
+    ``modules``: the gates' module types for rules that hook modules rather than
+    functions (Lucid's redirected ReLU, :mod:`atlas.featvis.relu`, which computes a plain
+    ReLU forward and so must not be given ``nn.ReLU6``)."""
+
+    rectifiers: frozenset
+    clamps: frozenset = frozenset()
+    leaky: frozenset = frozenset()
+    smooth: frozenset = frozenset()
     modules: tuple[type[nn.Module], ...] = (nn.ReLU,)
 
-    def __contains__(self, func: Any) -> bool:
-        return func in self.out_of_place or func in self.in_place
+    def kind(self, func: Any, args: tuple = (), kwargs: Mapping[str, Any] | None = None) -> str:
+        """How guided backprop treats a call of ``func`` with these arguments: ``"gate"``
+        (a rectifier, or hardtanh from 0), ``"leaky"``, ``"smooth"`` (no rule), or ``""``
+        (not an activation the family names: left alone)."""
+        if func in self.rectifiers:
+            return "gate"
+        if func in self.clamps:
+            low = args[1] if len(args) > 1 else (kwargs or {}).get("min_val", -1.0)
+            return "gate" if float(low) == 0.0 else ""
+        if func in self.leaky:
+            return "leaky"
+        return "smooth" if func in self.smooth else ""
 
 
-# ReLU in all its forms: the gates of every family today.
+# The activations of torchvision's, timm's and Hugging Face's networks, in every form torch
+# offers them (``torch.relu``, ``F.relu``, the ``Tensor`` methods, the in-place ones).
 RELU_GATES = Gates(
-    out_of_place=frozenset({F.relu, torch.relu, torch.Tensor.relu}),
-    in_place=frozenset({torch.relu_, F.relu_, torch.Tensor.relu_}),
-    not_gates=frozenset(
-        {F.relu6, F.hardtanh, F.silu, F.gelu, F.hardswish, F.mish, F.leaky_relu, F.elu}
+    rectifiers=frozenset(
+        {F.relu, torch.relu, torch.Tensor.relu, torch.relu_, F.relu_, torch.Tensor.relu_, F.relu6}
     ),
+    clamps=frozenset({F.hardtanh, F.hardtanh_}),
+    leaky=frozenset(
+        {F.leaky_relu, F.leaky_relu_, F.prelu, torch.prelu, F.rrelu, F.rrelu_, torch.rrelu}
+        | {F.elu, F.elu_, F.celu, F.celu_, torch.celu, F.selu, F.selu_, torch.selu, torch.selu_}
+    ),
+    smooth=frozenset({F.silu, F.gelu, F.hardswish, F.mish}),
 )
 
 # Modules whose output is not a block's: poolings, dropout and reshaping.
@@ -106,6 +133,12 @@ class Family:
         if self.pretrained and weights == PRETRAINED:
             return True
         raise WeightsFileNotFoundError(f"weights file not found: {weights}")
+
+    def file_meta(self, arch: str, path: str) -> dict[str, Any]:
+        """What the family knows of a weights file by itself (as a checkpoint's own
+        metadata: class names, preprocessing) when the file is one of its published
+        checkpoints; nothing, mostly."""
+        return {}
 
     def build(
         self,

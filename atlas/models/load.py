@@ -70,6 +70,8 @@ def load_model(
     if not arch:
         raise ModelSpecError("model.arch is required (the weights do not record an architecture)")
     family = family_of(arch)
+    if state_dict is not None:  # the file's own metadata first, then what its name says
+        meta = {**family.file_meta(arch, spec.weights), **meta}
     kwargs = {**family.default_kwargs(arch), **meta.get("kwargs", {}), **spec.kwargs}
     published = None
     if spec.weights and state_dict is None:

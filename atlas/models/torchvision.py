@@ -4,8 +4,12 @@ only where there is internet) whose preprocessing and categories come with it.""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from torch import nn
 
@@ -13,6 +17,8 @@ from atlas.errors import ModelSpecError, WeightsError, WeightsFileNotFoundError,
 from atlas.models.family import Built, Family
 from atlas.models.heads import replace_head
 
+# torchvision's weights files end in the first hex digits of their sha256: ``-b0353104.pth``.
+HASH_IN_NAME = re.compile(r"-([0-9a-f]{6,64})\.pth?$")
 # Builder defaults that make torchvision's Inception models load plain state_dicts.
 TORCHVISION_DEFAULTS = {
     "googlenet": {"aux_logits": False, "init_weights": True},
@@ -48,6 +54,23 @@ class TorchvisionFamily(Family):
     def published(self, arch: str, weights: str) -> Any:
         return resolve_weights_enum(arch, weights)
 
+    def file_meta(self, arch: str, path: str) -> dict[str, Any]:
+        """A file named as torchvision names its published weights
+        (``mobilenet_v2-b0353104.pth``: the arch, then its sha256's first hex digits) is
+        that checkpoint: its categories and preprocessing come with it, once its hash
+        proves it. A file of that name with another hash is a :class:`WeightsError`."""
+        enum = published_file(arch, path)
+        if enum is None:
+            return {}
+        preset = enum.transforms()
+        return {
+            "class_names": list(enum.meta.get("categories") or []) or None,
+            "input_size": _first(getattr(preset, "crop_size", None)),
+            "resize_size": _first(getattr(preset, "resize_size", None)),
+            "mean": getattr(preset, "mean", None),
+            "std": getattr(preset, "std", None),
+        }
+
     def build(
         self, arch: str, num_classes: int | None, kwargs: Mapping[str, Any], published: Any = None
     ) -> Built:
@@ -67,6 +90,37 @@ class TorchvisionFamily(Family):
             return Built(_torchvision_models().get_model(arch, weights=None, **extra))
         except TypeError as err:
             raise ModelSpecError(f"model.kwargs do not fit {arch}: {err}") from None
+
+
+def published_file(arch: str, path: str):
+    """The torchvision weights enum member whose download has ``path``'s file name (None
+    when none has), checked against the hash prefix the name carries."""
+    if ":" in arch or arch not in torchvision_archs():
+        return None
+    name = Path(path).name
+    enum_cls = _torchvision_models().get_model_weights(arch)
+    member = next((m for m in enum_cls if Path(urlparse(m.url).path).name == name), None)
+    if member is None:
+        return None
+    prefix = HASH_IN_NAME.search(name)
+    if prefix is not None:
+        digest = sha256_of(path)
+        if not digest.startswith(prefix.group(1)):
+            raise WeightsError(
+                f"{path} is named as torchvision's {member} but its sha256 starts "
+                f"{digest[: len(prefix.group(1))]}, not {prefix.group(1)}: the file is "
+                "damaged or another one; fetch it again"
+            )
+    return member
+
+
+def sha256_of(path: str | Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for piece in iter(lambda: file.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def resolve_weights_enum(arch: str, name: str):

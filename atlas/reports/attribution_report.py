@@ -33,7 +33,7 @@ from atlas.attribution.metrics import (
 )
 from atlas.config import AttributeConfig
 from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, MethodNotDefinedError
 from atlas.layers import get_layer
 from atlas.models import LoadedModel
 from atlas.progress import progress
@@ -150,10 +150,10 @@ def attribute_images(
     out.mkdir(parents=True, exist_ok=True)
     for layer in options.layers:
         get_layer(model.module, layer)
-    methods = {name: make_method(name, model, options) for name in options.methods}
+    methods, undefined = _methods(model, options)
     checked = set(
         options.methods if options.randomize_methods is None else options.randomize_methods
-    )
+    ) - set(undefined)
     if checked - set(methods):
         unknown = sorted(checked - set(methods))[0]
         raise AtlasError(
@@ -232,7 +232,7 @@ def attribute_images(
                 scales[name].overlay(pixels[report.stem], values),
                 out / f"{report.stem}.{name}.overlay.png",
             )
-    _write_pages(out, model, reports, methods, scales, skipped, options)
+    _write_pages(out, model, reports, methods, scales, skipped, options, undefined)
     return reports
 
 
@@ -266,6 +266,19 @@ def _cascades(
         originals=maps,
     )
     return {**cascades, **skipped}
+
+
+def _methods(model: LoadedModel, options: AttributeConfig) -> tuple[dict, dict[str, str]]:
+    """The methods of ``options`` set up for ``model``, and, by name, why those it has no
+    rule for are not defined on it (guided backprop on a network without rectifiers)."""
+    methods, undefined = {}, {}
+    for name in options.methods:
+        try:
+            methods[name] = make_method(name, model, options)
+        except MethodNotDefinedError as err:
+            log.warning("%s", err)
+            undefined[name] = str(err)
+    return methods, undefined
 
 
 def _trust(cascade: Cascade, curves: Curves | None, i: int) -> dict:
@@ -349,7 +362,9 @@ def _layer_grids(
             )
 
 
-def _write_pages(out: Path, model: LoadedModel, reports, methods, scales, skipped, options) -> None:
+def _write_pages(
+    out: Path, model: LoadedModel, reports, methods, scales, skipped, options, undefined
+) -> None:
     descriptions = {name: method.describe() for name, method in methods.items()}
     flags = {name: options.randomization_flag for name in methods}
     for i, report in enumerate(reports):
@@ -367,6 +382,7 @@ def _write_pages(out: Path, model: LoadedModel, reports, methods, scales, skippe
             scales={n: s.describe() for n, s in scales.items()},
             flags=flags,
             baselines={"deletion": DELETION_BASELINE, "insertion": INSERTION_BASELINE},
+            undefined=undefined,
             previous=reports[i - 1].stem if i > 0 else None,
             next=reports[i + 1].stem if i + 1 < len(reports) else None,
         )
@@ -390,6 +406,7 @@ def _write_pages(out: Path, model: LoadedModel, reports, methods, scales, skippe
         methods=list(methods),
         skipped=skipped,
         model=model.spec.arch,
+        undefined=undefined,
     )
     write_assets(out)
     write_report_index(

@@ -8,7 +8,7 @@ pictures are named by channel and rank, never by an image's name.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from atlas.channels import ChannelSheet
 from atlas.config import RenderConfig
+from atlas.credits import Credit, credit_entry
 from atlas.reports.imaging import save_png
 from atlas.reports.pages import write_assets, write_page
 from atlas.store.channels import crop_file, icon_file
@@ -30,23 +31,29 @@ def write_channel_pages(
     objective: str,
     render_options: RenderConfig,
     images: int,
+    credits: Mapping[str, Credit] | None = None,
 ) -> list[dict[str, Any]]:
     """Write ``<layer>.html`` and its crops for each sheet (the icons are there already:
     :func:`atlas.channels.channel_sheet`), and ``index.html``, under ``out_dir``;
     ``images``: how many images the tops were found among. Returns each layer's entry of
-    the folder's index (:mod:`atlas.store.channels`)."""
+    the folder's index (:mod:`atlas.store.channels`). ``credits``: the images' credits
+    (:mod:`atlas.credits`), shown under each crop of a credited image."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     for sheet in sheets:
-        entries.append(_layer_page(out, sheet, objective, render_options))
+        entries.append(_layer_page(out, sheet, objective, render_options, credits))
     write_page(out / "index.html", "channels_index.html", layers=entries, images=images)
     write_assets(out)
     return entries
 
 
 def _layer_page(
-    out: Path, sheet: ChannelSheet, objective: str, options: RenderConfig
+    out: Path,
+    sheet: ChannelSheet,
+    objective: str,
+    options: RenderConfig,
+    credits: Mapping[str, Credit] | None,
 ) -> dict[str, Any]:
     layer, geometry, tops = sheet.layer, sheet.geometry, sheet.tops
     (out / layer).mkdir(exist_ok=True)
@@ -73,6 +80,7 @@ def _layer_page(
                     "x": x,
                     "box": geometry.crop_box(y, x),
                 }
+                | credit_entry(credits, str(sheet.names[c, rank]))
             )
         channels.append(
             {

@@ -15,6 +15,7 @@ from typing import Any
 
 from atlas.channels import channel_sheet
 from atlas.config import ChannelsConfig, RenderConfig
+from atlas.credits import credits_in
 from atlas.errors import DataError, choices_hint
 from atlas.models import LoadedModel
 from atlas.reports.channel_pages import write_channel_pages
@@ -70,7 +71,12 @@ def channel_pages(
     ]
     images = int(run.image_valid().sum())
     entries = write_channel_pages(
-        out_dir, sheets, objective=options.objective, render_options=render_options, images=images
+        out_dir,
+        sheets,
+        objective=options.objective,
+        render_options=render_options,
+        images=images,
+        credits=credits_in(run.image_root),
     )
     write_channel_index(
         out_dir, {"objective": options.objective, "images": images, "layers": entries}

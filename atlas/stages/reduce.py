@@ -4,12 +4,14 @@ written as a layout store (:mod:`atlas.store.layout`)."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 
 from atlas.config import ReduceConfig
 from atlas.errors import AtlasError
+from atlas.layout_measures import neighbour_agreement
 from atlas.reduce import LayoutInfo, NonFiniteError, configured_layout
 from atlas.rows import RowSubset
 from atlas.store import open_run
@@ -19,12 +21,19 @@ PLOT_POINTS = 20_000  # points of the layout plot, a seeded sample beyond that
 
 
 def reduce_store(
-    run_url: str, layout_url: str, options: ReduceConfig, *, plot: str | Path | None = None
+    run_url: str,
+    layout_url: str,
+    options: ReduceConfig,
+    *,
+    plot: str | Path | None = None,
+    metrics: str | Path | None = None,
 ) -> LayoutInfo:
     """Lay out the valid samples of ``options.layer`` (the store's only layer by default)
     and write their normalized and raw coordinates; skipped samples get NaN. With ``plot``,
     also a CSV of the layout (``x``, ``y`` and each sample's ``class``: its label, else
-    its predicted class) for DVC's plots, at most ``PLOT_POINTS`` points."""
+    its predicted class) for DVC's plots, at most ``PLOT_POINTS`` points; with ``metrics``,
+    a JSON of the layout's agreement with the predictions
+    (:func:`atlas.layout_measures.neighbour_agreement`)."""
     store = open_run(run_url)
     layer = store.read_layer(options.layer)
     valid = np.flatnonzero(layer.valid[:])
@@ -45,6 +54,14 @@ def reduce_store(
     full_xy[valid] = xy
     if plot is not None:
         _write_plot(Path(plot), store, layer, valid, xy, options.seed)
+    if metrics is not None:
+        agreement = neighbour_agreement(
+            xy, layer.topk_class[:, 0][valid], layer.image[:][valid], seed=options.seed
+        )
+        Path(metrics).parent.mkdir(parents=True, exist_ok=True)
+        Path(metrics).write_text(
+            json.dumps({"layer": layer.name, "neighbours": agreement.as_dict()}, indent=2) + "\n"
+        )
     write_layout(
         layout_url,
         full_xy,

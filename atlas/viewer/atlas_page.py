@@ -63,6 +63,7 @@ def write_level(
             link = links.get(crops.name(sample))  # None: no report on this image
             examples.append(
                 {"crop": crops(int(sample), box), "report": link, "path": crops.name(sample)}
+                | crops.credit(sample)
             )
         quality = level.quality[cell]
         return {

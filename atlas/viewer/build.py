@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas.config import ViewerConfig
+from atlas.credits import credits_in
 from atlas.models import Preprocessing
 from atlas.store import RunStore
 from atlas.store.classes import ClassesStore
@@ -43,6 +44,7 @@ from atlas.viewer import data
 from atlas.viewer.aligned_page import write_aligned_page
 from atlas.viewer.atlas_page import write_atlas, write_levels
 from atlas.viewer.classes_page import write_classes_page
+from atlas.viewer.credits_page import write_credits_page
 from atlas.viewer.image_map_page import write_image_map_page
 from atlas.viewer.site import CHANNEL_PAGES_ONLY, Crops, copy_pages, report_links
 from atlas.viewer.vendor import openseadragon
@@ -101,7 +103,8 @@ def build_site(
     spec = run.model_spec()
     preprocessing = Preprocessing(spec.input_size, spec.resize_size, spec.mean, spec.std)
     names = data.sample_images(run, grid.layer)
-    crops = Crops(out, preprocessing, names, run.locate, options.crop_px)
+    credits = credits_in(run.image_root)
+    crops = Crops(out, preprocessing, names, run.locate, options.crop_px, credits)
     links = report_links(exemplar_reports, out, "reports", run.image_root)
     class_names = run.class_names
     levels = write_levels(out, grid, renders, crops, links, class_names)
@@ -119,10 +122,12 @@ def build_site(
         shown = renders.levels
         pages["aligned"] = write_aligned_page(out, aligned, run, grid, shown, class_names)
     if image_map is not None:
-        pages["images"] = write_image_map_page(out, image_map, run, links, title)
+        pages["images"] = write_image_map_page(out, image_map, run, links, title, credits)
     if channels:
         copy_pages(channels, out / "channels", ignore=CHANNEL_PAGES_ONLY)
         pages["channels"] = "channels/index.html"
+    if credits:
+        pages["credits"] = write_credits_page(out, credits, title)
     write_atlas(
         out,
         title=title,

@@ -72,7 +72,7 @@ def _pair(store, name: str, summary: dict, mosaics: dict, crops: Crops, links) -
     ends = []
     for cell in ranked[:ENDS] + ranked[-ENDS:]:
         examples = [
-            {"crop": crops(int(s), b), "report": links.get(crops.name(s))}
+            {"crop": crops(int(s), b), "report": links.get(crops.name(s))} | crops.credit(s)
             for s, b in zip(
                 cells.exemplar[cell][:PAIR_EXAMPLES],
                 cells.exemplar_box[cell][:PAIR_EXAMPLES],

@@ -4,8 +4,10 @@ one thumbnail a cell (:mod:`atlas.image_map`)."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
+from atlas.credits import Credit, credit_entry
 from atlas.store import RunStore
 from atlas.store.image_map import ImageMapStore
 from atlas.viewer import data
@@ -13,7 +15,12 @@ from atlas.viewer.site import BLOCK, copy_tiles, level_entry, write_blocks, writ
 
 
 def write_image_map_page(
-    out: Path, image_map: ImageMapStore, run: RunStore, links: dict[str, str], title: str
+    out: Path,
+    image_map: ImageMapStore,
+    run: RunStore,
+    links: dict[str, str],
+    title: str,
+    credits: Mapping[str, Credit] | None = None,
 ) -> str:
     """images.html's data: each level's thumbnail tiles, and per cell the image shown
     (its name, label, predicted class, thumbnail and report link) in blocks of cells;
@@ -42,6 +49,7 @@ def write_image_map_page(
                     "thumb": thumb,
                     "report": links.get(str(name)),
                 }
+                | credit_entry(credits, name)
             )
         write_blocks(folder / "cells" / str(size), size, entries)
         entry = level_entry(out, size, len(level.cells), folder="image-map/tiles")

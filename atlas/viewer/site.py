@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from atlas.credits import Credit, credit_entry
 from atlas.data import UnusableImage, read_pixels
 from atlas.models import Preprocessing
 from atlas.store import CONFIG_RECORD
@@ -83,15 +84,23 @@ class Crops:
         names: np.ndarray,
         locate: Callable[[str], str],
         crop_px: int,
+        credits: Mapping[str, Credit] | None = None,
     ) -> None:
         self.out, self.preprocessing = out / "crops", preprocessing
         self.names, self.locate, self.crop_px = names, locate, crop_px
+        self.credits = credits or {}
         self.out.mkdir(exist_ok=True)
         self.done: set[int] = set()
 
     def name(self, sample: int) -> str:
         """The sample's image, by its path relative to the image source's root."""
         return str(self.names[sample])
+
+    def credit(self, sample: int) -> dict:
+        """What a page's entry of the sample adds for its image's credit
+        (``credits.csv``: a crop of a CC-BY photo is shown with it): ``{"credit": ...}``,
+        or nothing where the image has none."""
+        return credit_entry(self.credits, self.name(sample))
 
     def __call__(self, sample: int, box) -> str | None:
         """The crop's path in the site, or None where the image cannot be read."""

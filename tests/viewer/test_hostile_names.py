@@ -31,6 +31,15 @@ FILES = [
     "plain two.png",
 ]
 TITLE = "<script>window.__pwned=6</script> atlas & co"
+# Credits (credits.csv beside the images) made to run too; every image has one, its
+# source a web address for the first file, a script URL for the others.
+AUTHOR = '<img src=x onerror="window.__pwned=8"> & Ann'
+LICENCE = "CC-BY-SA 4.0 <b>"
+SOURCES = ["https://example.org/a?b=1&c=<2>", "javascript:window.__pwned=9"]
+
+
+def credit_source(name: str) -> str:
+    return SOURCES[0] if name == FILES[0] else SOURCES[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +64,16 @@ def hostile_site(tmp_path_factory):
         for name in FILES:
             pixels = rng.integers(0, 60, (32, 32, 3)) + np.array([40 * k, 200 - 30 * k, 90])
             Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(images / klass / name)
+    from atlas.credits import Credit, write_credits
+
+    write_credits(
+        images / "credits.csv",
+        [
+            (f"{klass}/{name}", Credit(AUTHOR, LICENCE, credit_source(name)))
+            for klass in CLASSES
+            for name in FILES
+        ],
+    )
     spec = ModelSpec(
         arch="atlas.demo.net:DemoCNN",
         num_classes=len(CLASSES),
@@ -166,8 +185,16 @@ def test_nothing_runs_and_every_name_shows_literally(hostile_site):
             titles = page.locator("#panel .exemplars img").evaluate_all(
                 "(els) => els.map((e) => e.title)"
             )
-            for exemplar in cell["exemplars"]:
+            credits = page.locator("#panel .exemplars .credit")
+            assert credits.count() == len(cell["exemplars"])
+            for i, exemplar in enumerate(cell["exemplars"]):
                 assert exemplar["path"] in titles
+                assert credits.nth(i).inner_text().startswith(f"{AUTHOR}, {LICENCE}")
+                links = credits.nth(i).locator("a")
+                web = credit_source(exemplar["path"].split("/", 1)[1]) == SOURCES[0]
+                assert links.count() == int(web)  # a script URL is never a link
+                if web:
+                    assert links.first.get_attribute("href") == SOURCES[0]
             assert not pwned()
         assert shown_classes and not pwned(), "the hover showed class names"
         for name in CLASSES:
@@ -179,13 +206,14 @@ def test_nothing_runs_and_every_name_shows_literally(hostile_site):
         shown_names = set()
         for cell, tooltip in every_cell(page, "imageMap", site / "image-map" / "cells", [2, 4]):
             assert cell["path"] in tooltip and cell["path"] in page.inner_text("#panel")
+            assert f"{AUTHOR}, {LICENCE}" in page.inner_text("#panel .credit")
             shown_names.add(cell["path"])
             assert not pwned()
         assert shown_names and not pwned()
         page.goto(url + "aligned.html")
         page.wait_for_selector("body[data-ready=true]", timeout=30000)
         assert not pwned()
-        pages = ["classes.html", "model/model.html", "attribute/index.html"]
+        pages = ["classes.html", "model/model.html", "attribute/index.html", "credits.html"]
         pages += [f"channels/{p.name}" for p in (site / "channels").glob("*.html")]
         pages += [f"attribute/{p.name}" for p in (site / "attribute").glob("*.html")]
         pages += [f"reports/{p.name}" for p in (site / "reports").glob("*.html")]
@@ -205,6 +233,15 @@ def test_nothing_runs_and_every_name_shows_literally(hostile_site):
         text = page.inner_text("body")
         for name in CLASSES:
             assert name in text, name
+        page.goto(url + "credits.html")
+        rows = page.locator("#credits tbody tr")
+        assert rows.count() == len(CLASSES) * len(FILES)
+        assert page.locator("#credits a").count() == len(CLASSES)  # web sources only
+        text = page.inner_text("#credits")
+        assert AUTHOR in text and LICENCE in text and SOURCES[1] in text
+        page.goto(url + f"channels/{next((site / 'channels').glob('block*.html')).name}")
+        assert AUTHOR in page.inner_text("body")
+        assert not pwned()
     assert problems == []  # no dialog opened, no error
 
 

@@ -159,6 +159,31 @@ export function hoverTooltip(map, lookup, render) {
   });
 }
 
+// A credit's source as a link target: a web address (http or https) only.
+export function webUrl(url) {
+  if (typeof url !== "string") return null;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
+// The credit an image is shown with (credits.csv beside the images): author, licence and
+// source as text, the source a link where it is a web address; null without a credit.
+export function creditLine(credit) {
+  if (!credit) return null;
+  const source = webUrl(credit.source);
+  return el(
+    "div",
+    { class: "credit" },
+    [credit.author, credit.license].filter(Boolean).join(", "),
+    source ? ", " : "",
+    source ? el("a", { href: source, rel: "noopener noreferrer" }, "source") : null,
+  );
+}
+
 // Links to the site's other pages, in the header's #pages.
 const PAGE_NAMES = {
   atlas: "atlas",
@@ -168,6 +193,7 @@ const PAGE_NAMES = {
   channels: "channels",
   reports: "attribution reports",
   model: "model report",
+  credits: "credits",
 };
 export function pageLinks(pages, current) {
   const nav = document.querySelector("#pages");

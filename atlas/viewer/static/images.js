@@ -2,7 +2,7 @@
 // thumbnail per cell (the image nearest the cell's centre), finer levels showing more.
 // Hovering names the image; clicking opens its details and its attribution report.
 
-import { blockReader, cellAt, el, hoverTooltip, json, levelMap, pageLinks, safeUrl } from "./common.js";
+import { blockReader, cellAt, creditLine, el, hoverTooltip, json, levelMap, pageLinks, safeUrl } from "./common.js";
 
 const page = await (await fetch("image-map/map.json")).json();
 const atlas = await json("atlas.json");
@@ -30,6 +30,7 @@ function facts(entry) {
     el("div", { class: "name" }, entry.path),
     el("div", {}, `label: ${className(entry.label)}; predicted: ${className(entry.predicted)}`),
     el("div", { class: "note" }, `one of ${entry.n} images in this cell`),
+    creditLine(entry.credit),
   ];
 }
 

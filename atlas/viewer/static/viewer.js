@@ -3,7 +3,7 @@
 // switchable layers (labels, density, class heat). The shared map and the safe-DOM
 // helpers are in common.js.
 
-import { OSD, blockReader, cellAt, cellRect, el, hoverTooltip, json, levelMap, pageLinks, safeUrl } from "./common.js";
+import { OSD, blockReader, cellAt, cellRect, creditLine, el, hoverTooltip, json, levelMap, pageLinks, safeUrl } from "./common.js";
 
 const MAX_HIGHLIGHTS = 400;
 
@@ -72,7 +72,8 @@ viewer.addHandler("canvas-click", async (event) => {
     const crop = safeUrl(e.crop);
     const picture = crop ? el("img", { src: crop, alt: e.path, title: e.path }) : e.path;
     const report = safeUrl(e.report);
-    return report ? el("a", { href: report }, picture) : el("span", {}, picture);
+    const shown = report ? el("a", { href: report }, picture) : el("span", {}, picture);
+    return e.credit ? el("figure", { class: "credited" }, shown, creditLine(e.credit)) : shown;
   });
   document.querySelector("#panel-body").replaceChildren(
     ...[
