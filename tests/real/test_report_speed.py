@@ -1,6 +1,6 @@
-"""On the real network: the report's shared cascade (one randomized copy per step for
-every method) gives each method's own cascade, and a report of a real photo completes
-with its checks."""
+"""On the real network (the session fixtures of tests/conftest.py): the report's shared
+cascade (one randomized copy per step for every method) gives each method's own cascade,
+and a report of a real photo completes with its checks."""
 
 import numpy as np
 import torch
