@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import ClassVar
 
 import torch
@@ -41,6 +42,16 @@ class Attribution:
     def describe(self) -> str:
         """One line for reports: what the map is and what it was computed on."""
         return self.paper
+
+    def on(self, model: LoadedModel) -> Attribution:
+        """The same method, with the same settings, for another network of the same
+        architecture (a randomized copy in the cascade check): what was worked out from
+        the architecture alone (a layer, a window geometry, a warning already given) is
+        reused, not redone. A method that keeps anything computed from the weights
+        overrides this."""
+        other = copy.copy(self)
+        other.model = model
+        return other
 
 
 def make_method(

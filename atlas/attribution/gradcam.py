@@ -100,6 +100,13 @@ class LayerMap(Attribution):
         get_layer(model.module, self.layer)  # a clear error for an unknown name
         self.resolution: tuple[int, int] | None = None
 
+    def on(self, model: LoadedModel) -> LayerMap:
+        """The same layer on another network of this architecture, without looking for
+        the last block again."""
+        other = super().on(model)
+        other.resolution = None
+        return other
+
     def describe(self) -> str:
         h, w = self.resolution or ("?", "?")
         size = self.model.preprocessing.input_size

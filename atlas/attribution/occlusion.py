@@ -56,6 +56,13 @@ class Occlusion(Attribution):
             )
             return None
 
+    def on(self, model) -> Occlusion:
+        """The same windows for another network; traced anew (the trace holds a copy of
+        the weights)."""
+        other = super().on(model)
+        other.network = other._trace() if self.network is not None else None
+        return other
+
     @property
     def incremental(self) -> bool:
         return self.network is not None

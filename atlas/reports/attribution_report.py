@@ -22,14 +22,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from atlas.attribution import make_method
+from atlas.attribution import Attribution, make_method
 from atlas.attribution.metrics import (
     DELETION_BASELINE,
     INSERTION_BASELINE,
     Cascade,
     Curves,
-    cascading_randomization,
-    deletion_insertion,
+    cascading_randomizations,
+    deletion_insertion_of,
 )
 from atlas.config import AttributeConfig
 from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
@@ -205,27 +205,21 @@ def attribute_images(
             pixels[stem] = crop.permute(1, 2, 0).numpy()
             save_png(pixels[stem], out / f"{stem}.input.png")
         current = reports[-len(batch) :]
-        for name, method in methods.items():
-            maps = method.attribute(inputs, target.to(model.device))
-            cascade = cascading_randomization(
-                lambda m, name=name: make_method(name, m, options),
-                model,
-                inputs,
-                target.to(model.device),
-                steps=options.randomize_layers if name in checked else 0,
-                original=maps,
-            )
-            curves = (
-                deletion_insertion(
-                    model, inputs, target.to(model.device), maps, steps=options.deletion_steps
-                )
-                if options.deletion_steps
-                else None
-            )
-            for i, (report, values) in enumerate(zip(current, maps.cpu().numpy(), strict=True)):
+        target = target.to(model.device)
+        maps = {name: method.attribute(inputs, target) for name, method in methods.items()}
+        cascades = _cascades(model, methods, checked, inputs, target, maps, options)
+        curves = (
+            deletion_insertion_of(model, inputs, target, maps, steps=options.deletion_steps)
+            if options.deletion_steps
+            else dict.fromkeys(methods)
+        )
+        for name in methods:
+            for i, (report, values) in enumerate(
+                zip(current, maps[name].cpu().numpy(), strict=True)
+            ):
                 np.save(out / f"{report.stem}.{name}.npy", values.astype(np.float32))
                 scales[name].observe(values)
-                report.trust[name] = _trust(cascade, curves, i)
+                report.trust[name] = _trust(cascades[name], curves[name], i)
         if options.layers:
             _layer_grids(model, inputs, current, options, out)
     for scale in scales.values():
@@ -240,6 +234,38 @@ def attribute_images(
             )
     _write_pages(out, model, reports, methods, scales, skipped, options, undefined)
     return reports
+
+
+def _cascades(
+    model: LoadedModel,
+    methods: dict[str, Attribution],
+    checked: set[str],
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    options: AttributeConfig,
+) -> dict[str, Cascade]:
+    """The randomization check of the ``checked`` methods, all on one randomized copy per
+    step of the cascade (each method moved onto it by :meth:`Attribution.on`); the other
+    methods get a cascade of no steps."""
+    makers = {name: methods[name].on for name in methods if name in checked}
+    cascades = cascading_randomizations(
+        makers,
+        model,
+        inputs,
+        target,
+        steps=options.randomize_layers,
+        originals={name: maps[name] for name in makers},
+    )
+    skipped = cascading_randomizations(
+        {name: methods[name].on for name in methods if name not in checked},
+        model,
+        inputs,
+        target,
+        steps=0,
+        originals=maps,
+    )
+    return {**cascades, **skipped}
 
 
 def _methods(model: LoadedModel, options: AttributeConfig) -> tuple[dict, dict[str, str]]:
