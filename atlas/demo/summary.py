@@ -80,6 +80,17 @@ def photos_summary(root: Path) -> str:
             f"level {size} {value}" for size, value in render.get("median_quality", {}).items()
         )
         lines.append(f"Median icon quality (icon over its best exemplar): {shown}.")
+        robust = render.get("median_robust_quality", {})
+        if robust:
+            shown = ", ".join(f"level {size} {value}" for size, value in robust.items())
+            lines.append(f"The same under strong random warps (8 px, 0.9-1.1, 20 deg): {shown}.")
+        slopes = render.get("median_spectrum_slope", {})
+        if slopes:
+            shown = ", ".join(f"level {size} {value}" for size, value in slopes.items())
+            lines.append(
+                f"Icons' power spectrum slope: {shown}; the photos' "
+                f"{render.get('photo_spectrum_slope')} (white noise 0)."
+            )
     return "\n".join(lines)
 
 
