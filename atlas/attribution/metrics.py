@@ -243,7 +243,7 @@ def deletion_insertion(
     maps: torch.Tensor,
     *,
     steps: int = 16,
-    batch: int = 128,
+    batch: int = 16,
 ) -> Curves:
     """RISE's deletion and insertion curves of each image's map, ``steps`` steps each (the
     most attributed pixels first). All the images' frames go through the model together,
@@ -260,7 +260,7 @@ def deletion_insertion_of(
     maps: Mapping[str, torch.Tensor],
     *,
     steps: int = 16,
-    batch: int = 128,
+    batch: int = 16,
 ) -> dict[str, Curves]:
     """:func:`deletion_insertion` of several methods' maps (by name) of the same images,
     the same curves: the frames every map shares (the image itself, which ends insertion

@@ -52,9 +52,10 @@ def summary(root: Path) -> str:
     return "\n".join(lines)
 
 
-def photos_summary(root: Path) -> str:
-    """The real-network run's: where to look, what the network predicts on the photos,
-    how its layout keeps predictions together, and the icons' quality."""
+def photos_summary(roots: list[Path]) -> str:
+    """The real-network runs' (one per layer, the first the main one): where to look, and
+    per layer how its layout keeps predictions together and the icons' quality."""
+    root = roots[0]
     lines = [f"The real network's outputs (MobileNetV2 on credited photographs) are in {root}/:"]
     for path, what in (
         ("site/index.html", "the viewer (atlas serve serves it); site/credits.html credits all"),
@@ -64,12 +65,22 @@ def photos_summary(root: Path) -> str:
         ("model-report/model.html", "the model report"),
     ):
         lines.append(f"  {path:28} {what}")
+    for other in roots[1:]:
+        lines.append(f"  {str(other) + '/site/index.html':28} the atlas of another layer")
+    for layer_root in roots:
+        lines.extend(_layer_lines(layer_root))
+    return "\n".join(lines)
+
+
+def _layer_lines(root: Path) -> list[str]:
+    """One run's layout and icon measures, under its layer's name."""
     reduce = _read(root / "metrics" / "reduce.json")
+    lines = [f"{reduce['layer'] if reduce else root.name}:"]
     if reduce:
         n = reduce["neighbours"]
         others = n["other_images"]
         lines.append(
-            f"Layout of {reduce['layer']}: {n['share']:.2f} of each activation's {n['k']} "
+            f"  Layout: {n['share']:.2f} of each activation's {n['k']} "
             f"nearest neighbours share its prediction"
             + (f" ({others:.2f} of those from other photos)" if others is not None else "")
             + f"; chance {n['chance']:.2f}."
@@ -79,19 +90,19 @@ def photos_summary(root: Path) -> str:
         shown = ", ".join(
             f"level {size} {value}" for size, value in render.get("median_quality", {}).items()
         )
-        lines.append(f"Median icon quality (icon over its best exemplar): {shown}.")
+        lines.append(f"  Median icon quality (icon over its best exemplar): {shown}.")
         robust = render.get("median_robust_quality", {})
         if robust:
             shown = ", ".join(f"level {size} {value}" for size, value in robust.items())
-            lines.append(f"The same under strong random warps (8 px, 0.9-1.1, 20 deg): {shown}.")
+            lines.append(f"  The same under strong random warps (8 px, 0.9-1.1, 20 deg): {shown}.")
         slopes = render.get("median_spectrum_slope", {})
         if slopes:
             shown = ", ".join(f"level {size} {value}" for size, value in slopes.items())
             lines.append(
-                f"Icons' power spectrum slope: {shown}; the photos' "
+                f"  Icons' power spectrum slope: {shown}; the photos' "
                 f"{render.get('photo_spectrum_slope')} (white noise 0)."
             )
-    return "\n".join(lines)
+    return lines
 
 
 def _read(path: Path) -> dict | None:
@@ -99,5 +110,5 @@ def _read(path: Path) -> dict | None:
 
 
 if __name__ == "__main__":
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs/demo")
-    print(photos_summary(root) if "--photos" in sys.argv else summary(root))
+    roots = [Path(a) for a in sys.argv[1:] if not a.startswith("--")] or [Path("outputs/demo")]
+    print(photos_summary(roots) if "--photos" in sys.argv else summary(roots[0]))

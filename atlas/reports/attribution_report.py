@@ -209,7 +209,14 @@ def attribute_images(
         maps = {name: method.attribute(inputs, target) for name, method in methods.items()}
         cascades = _cascades(model, methods, checked, inputs, target, maps, options)
         curves = (
-            deletion_insertion_of(model, inputs, target, maps, steps=options.deletion_steps)
+            deletion_insertion_of(
+                model,
+                inputs,
+                target,
+                maps,
+                steps=options.deletion_steps,
+                batch=options.deletion_batch,
+            )
             if options.deletion_steps
             else dict.fromkeys(methods)
         )
