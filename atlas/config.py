@@ -562,6 +562,12 @@ class AttributeConfig(Section):
     deletion_steps: NonNegativeInt = Field(
         default=16, description="steps of each map's deletion and insertion curves (RISE); 0: none"
     )
+    sanity_photos: NonNegativeInt = Field(
+        default=0,
+        description="also run the published checks (atlas.attribution.sanity: the cascade "
+        "averaged over the images with its floors, RISE's AUCs) on this many of the images, "
+        "spread over them, and show their figure on the reports' index; 0: not run",
+    )
     deletion_batch: PositiveInt = Field(
         default=16,
         description="frames per forward pass of the deletion and insertion curves (on a "

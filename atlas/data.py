@@ -30,6 +30,7 @@ import fsspec
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from atlas.credits import CREDITS
 from atlas.errors import DataError, choices_hint
 from atlas.progress import progress
 
@@ -112,9 +113,10 @@ def list_images(
 ) -> ImageList:
     """List the images of ``source`` in a stable order (by path).
 
-    Every non-hidden file is listed, whatever its extension (decoding goes by content;
-    what cannot be decoded is reported, not hidden), as are broken links and directories
-    named like images. ``images_only`` keeps image extensions only.
+    Every non-hidden file is listed (but the folder's own ``credits.csv``), whatever its
+    extension (decoding goes by content; what cannot be decoded is reported, not hidden),
+    as are broken links and directories named like images. ``images_only`` keeps image
+    extensions only.
 
     Labels: folder names (or list labels) that are among ``class_names`` map to their
     index. Otherwise, with ``strict_labels`` that is an error; without, an ImageFolder
@@ -316,8 +318,10 @@ def _walk(fs, root: str, images_only: bool):
                 if not name.startswith("."):
                     yield f"{prefix}/{name}" if prefix else name
         for name in files:
-            if name.startswith(".") or (
-                images_only and not name.lower().endswith(IMAGE_EXTENSIONS)
+            if (
+                name.startswith(".")
+                or (images_only and not name.lower().endswith(IMAGE_EXTENSIONS))
+                or (not prefix and name == CREDITS)  # the folder's credits (atlas.credits)
             ):
                 continue
             yield f"{prefix}/{name}" if prefix else name

@@ -22,7 +22,12 @@ class Collector(HTMLParser):
         self.references, self.stack, self.errors = [], [], []
 
     def handle_starttag(self, tag, attrs):
-        self.references += [v for k, v in attrs if k in ("src", "href") and v]
+        # A link out (a credit's source) is not a file of the page's; a resource is.
+        self.references += [
+            v
+            for k, v in attrs
+            if k in ("src", "href") and v and not (tag == "a" and v.startswith("https://"))
+        ]
         if tag not in self.VOID:
             self.stack.append(tag)
 
@@ -119,6 +124,57 @@ def test_a_light_report_says_which_checks_it_left_out(tiny_world, tmp_path):
     )
     trust = json.loads((tmp_path / "reports.json").read_text())[0]["trust"]["saliency"]
     assert trust["deletion"] is None and trust["insertion_curve"] is None
+
+
+def test_credits_and_the_published_checks_reach_the_pages(tiny_world, tmp_path):
+    """Images of a credited folder carry their credit (as text) on their page and the
+    index; ``attribute.sanity_photos`` puts the cascade averaged over that many images, with
+    its floors, and RISE's AUCs on the index, the numbers in sanity.json."""
+    import json
+    import shutil
+
+    from atlas.credits import Credit, write_credits
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = []
+    for k, image in enumerate(sorted((tiny_world / "test").rglob("*.png"))[:3]):
+        shutil.copy(image, folder / f"photo{k}.png")
+        names.append(f"photo{k}.png")
+    credits = [
+        (n, Credit(f"Author <{k}>", "CC-BY 4.0", f"https://example.org/{k}"))
+        for k, n in enumerate(names)
+    ]
+    write_credits(folder / "credits.csv", credits)
+    out = tmp_path / "out"
+    args = ["attribute", "--config", DEMO_CONFIG, "--out", str(out)]
+    args += ["--methods", "saliency,gradcam,occlusion"]
+    for key, value in {
+        "model.input_size": "32",
+        "model.class_names": f"[{', '.join(sorted(CLASS_NAMES))}]",
+        "attribute.layers": "[]",
+        "attribute.randomize_layers": "2",
+        "attribute.randomize_methods": "[saliency, gradcam]",
+        "attribute.occlusion_window": "8",
+        "attribute.deletion_steps": "4",
+        "attribute.sanity_photos": "3",
+        "attribute.per_class": "null",
+    }.items():
+        args += ["-s", f"{key}={value}"]
+    assert main([*args, "--images", str(folder)]) == 0
+    index = (out / "index.html").read_text()
+    check_page(out / "index.html")
+    assert index.count("Author &lt;") == 3 and "Author <" not in index
+    page = (out / "photo1.html").read_text()
+    assert "Author &lt;1&gt;, CC-BY 4.0" in page and 'href="https://example.org/1"' in page
+    checks = json.loads((out / "sanity.json").read_text())
+    assert list(checks["methods"]) == ["saliency", "gradcam"]
+    assert list(checks["faithfulness_only"]) == ["occlusion"]
+    assert len(checks["photos"]) == 3
+    saliency = checks["methods"]["saliency"]
+    assert len(saliency["curves"]["spearman_abs"]) == 2
+    assert f"{saliency['end']['spearman_abs']:.2f}" in index
+    assert 'id="sanity-table"' in index and (out / "sanity.png").exists()
 
 
 def test_bad_inputs(capsys, tiny_world, tmp_path):

@@ -103,9 +103,13 @@ class SanityReport:
 def select_photos(source: str | Path, limit: int) -> list[ImageRecord]:
     """``limit`` images of ``source`` spread evenly over its sorted listing (so every
     folder of a photo collection is drawn from), in listing order."""
-    records = list_images(source).records
+    return spread(list_images(source).records, limit)
+
+
+def spread(records: Sequence[ImageRecord], limit: int) -> list[ImageRecord]:
+    """``limit`` of ``records`` spread evenly over them, in their order."""
     if limit >= len(records):
-        return records
+        return list(records)
     picks = np.linspace(0, len(records) - 1, limit).round().astype(int)
     return [records[i] for i in picks]
 

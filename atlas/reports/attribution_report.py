@@ -32,6 +32,7 @@ from atlas.attribution.metrics import (
     deletion_insertion_of,
 )
 from atlas.config import AttributeConfig
+from atlas.credits import Credit, credit_entry, credits_in
 from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
 from atlas.errors import AtlasError, MethodNotDefinedError
 from atlas.layers import get_layer
@@ -54,6 +55,8 @@ class ImageReport:
     top: list[tuple[str, float]]  # (class name, probability), best first
     trust: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> check -> value
     layers: list[dict] = field(default_factory=list)
+    # the image's credit where its folder has a credits.csv (atlas.credits.credit_entry)
+    credit: dict | None = None
 
     @property
     def predicted(self) -> str:
@@ -165,6 +168,7 @@ def attribute_images(
     reports: list[ImageReport] = []
     skipped: list[tuple[str, str]] = []
     pixels: dict[str, np.ndarray] = {}
+    credits: dict[str, dict[str, Credit]] = {}  # by source root
     for start in progress(
         range(0, len(records), options.batch_size), desc="attribute", unit="batch"
     ):
@@ -200,6 +204,7 @@ def attribute_images(
                     record.label,
                     t,
                     [(model.class_names[i], float(p[i])) for i in order],
+                    credit=_credit(credits, record),
                 )
             )
             pixels[stem] = crop.permute(1, 2, 0).numpy()
@@ -239,8 +244,57 @@ def attribute_images(
                 scales[name].overlay(pixels[report.stem], values),
                 out / f"{report.stem}.{name}.overlay.png",
             )
-    _write_pages(out, model, reports, methods, scales, skipped, options, undefined)
+    sanity = _sanity(model, [r for r in records if r.name not in dict(skipped)], out, options)
+    _write_pages(out, model, reports, methods, scales, skipped, options, undefined, sanity)
     return reports
+
+
+def _sanity(
+    model: LoadedModel, records: Sequence[ImageRecord], out: Path, options: AttributeConfig
+) -> dict | None:
+    """The published checks over ``options.sanity_photos`` of the readable ``records``
+    (spread over them), written beside the reports (``sanity.json`` and its figure), and
+    what the index shows of them; None where not asked for or too few images (the
+    floors compare different images' maps)."""
+    if not options.sanity_photos or len(records) < 2:
+        return None
+    from atlas.attribution.sanity import METHODS, sanity_checks, spread, write_sanity
+
+    cascaded = [m for m in options.randomize_methods or METHODS if m in options.methods]
+    report = sanity_checks(
+        model,
+        spread(records, options.sanity_photos),
+        methods=cascaded,
+        options=options,
+        steps=options.randomize_layers,
+        deletion_steps=options.deletion_steps,
+        auc_only=[m for m in options.methods if m not in cascaded]
+        if options.deletion_steps
+        else [],
+    )
+    figure = write_sanity(report, out)[1]
+    rows = [
+        {
+            "method": name,
+            "end": checks.end(),
+            "floor": checks.floor_other_photos,
+            "deletion": checks.deletion_auc,
+            "insertion": checks.insertion_auc,
+        }
+        for name, checks in report.methods.items()
+    ] + [
+        {"method": name, "deletion": aucs["deletion_auc"], "insertion": aucs["insertion_auc"]}
+        for name, aucs in report.faithfulness_only.items()
+    ]
+    return {"figure": figure.name, "photos": len(report.photos), "rows": rows}
+
+
+def _credit(credits: dict[str, dict[str, Credit]], record: ImageRecord) -> dict | None:
+    """The record's credit (as :func:`atlas.credits.credit_entry` gives it), the credits
+    of its source read once."""
+    if record.source not in credits:
+        credits[record.source] = credits_in(record.source or None)
+    return credit_entry(credits[record.source], record.name).get("credit")
 
 
 def _cascades(
@@ -370,7 +424,7 @@ def _layer_grids(
 
 
 def _write_pages(
-    out: Path, model: LoadedModel, reports, methods, scales, skipped, options, undefined
+    out: Path, model: LoadedModel, reports, methods, scales, skipped, options, undefined, sanity
 ) -> None:
     descriptions = {name: method.describe() for name, method in methods.items()}
     flags = {name: options.randomization_flag for name in methods}
@@ -403,6 +457,7 @@ def _write_pages(
             "correct": (
                 r.label is not None and r.label >= 0 and model.class_names[r.label] == r.predicted
             ),
+            "credit": r.credit,
         }
         for r in reports
     ]
@@ -414,6 +469,7 @@ def _write_pages(
         skipped=skipped,
         model=model.spec.arch,
         undefined=undefined,
+        sanity=sanity,
     )
     write_assets(out)
     write_report_index(
