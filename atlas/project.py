@@ -125,6 +125,7 @@ def init_project(
         "compare": f"outputs/{RUN}/extract",
         "measures": f"outputs/{RUN}/classes",
         "shape_bias": f"outputs/{RUN}/classes",
+        "set": "",  # no overrides: the config as written
         "out": f"outputs/{RUN}",
         "title": title or f"{model.spec.arch}, {layer}",
     }
