@@ -557,7 +557,13 @@ def attribute(
     from atlas.stages.attribute import attribute_store
 
     reports = attribute_store(
-        config.model, sources, out, config.attribute, exemplars=exemplars, image_map=image_map
+        config.model,
+        sources,
+        out,
+        config.attribute,
+        exemplars=exemplars,
+        image_map=image_map,
+        recipe=config.render,
     )
     _record(config, out, "model", "attribute")
     click.echo(f"{len(reports)} image reports in {out}/index.html")

@@ -562,6 +562,24 @@ class AttributeConfig(Section):
     deletion_steps: NonNegativeInt = Field(
         default=16, description="steps of each map's deletion and insertion curves (RISE); 0: none"
     )
+    blocks_layer: str | None = Field(
+        default=None,
+        description="layer of each report's Building Blocks section (atlas.building_blocks: "
+        "spatial attribution, neuron groups, semantic dictionary); null: none. The article's "
+        "layers are non-negative (after a ReLU); a linear bottleneck's output is signed, so on "
+        "MobileNetV2 a block's expansion (features.10.conv.0) is the closer match",
+    )
+    blocks_groups: PositiveInt = Field(
+        default=6, description="neuron groups (NMF components) per image, 6 as in the article"
+    )
+    blocks_top_channels: PositiveInt = Field(
+        default=4, description="channels per position in the semantic dictionary"
+    )
+    blocks_icon_steps: NonNegativeInt = Field(
+        default=128,
+        description="steps of each neuron group's feature visualization (the render recipe "
+        "otherwise); 0: none",
+    )
     sanity_photos: NonNegativeInt = Field(
         default=0,
         description="also run the published checks (atlas.attribution.sanity: the cascade "

@@ -258,3 +258,38 @@ def test_first_filters_are_each_scaled_to_their_range():
     assert np.allclose(filters.min(axis=(1, 2, 3)), 0) and np.allclose(
         filters.max(axis=(1, 2, 3)), 1
     )
+
+
+def test_the_building_blocks_section(cnn, tiny_world, tmp_path):
+    """``attribute.blocks_layer`` adds the spatial attribution, the neuron groups (maps,
+    icons, attributions that sum with the remainder to the layer's total for every class
+    shown) and the semantic dictionary to each image's page."""
+    from atlas.attribution.sanity import select_photos
+    from atlas.config import AttributeConfig, Recipe
+    from atlas.reports.attribution_report import attribute_images
+
+    options = AttributeConfig(
+        methods=["saliency"],
+        randomize_methods=[],
+        deletion_steps=0,
+        blocks_layer="block3",
+        blocks_groups=3,
+        blocks_icon_steps=2,
+    )
+    records = select_photos(tiny_world / "test", 2)
+    reports = attribute_images(cnn, records, tmp_path, options, Recipe(icon_size=16))
+    for report in reports:
+        blocks = report.blocks
+        assert blocks["classes"][0] == cnn.class_names[report.target]
+        assert len(blocks["groups"]) == 3
+        for k in range(len(blocks["classes"])):
+            parts = sum(g["attribution"][k] for g in blocks["groups"]) + blocks["remainder"][k]
+            assert parts == pytest.approx(blocks["total"][k], rel=1e-3, abs=1e-5)
+        page = (tmp_path / f"{report.stem}.html").read_text()
+        check_page(tmp_path / f"{report.stem}.html")
+        for phrase in ("Spatial attribution", "Neuron groups", "Semantic dictionary"):
+            assert phrase in page
+        icon = tmp_path / f"{report.stem}.blocks.group0.icon.png"
+        assert icon.exists()
+        rows = blocks["dictionary"]
+        assert len(rows) == len(rows[0]) and len(rows[0][0]) == options.blocks_top_channels

@@ -110,6 +110,25 @@ def direction(
     return _single(term, layer)
 
 
+def direction_map(layer: str, vectors) -> Objective:
+    """The mean over the whole map of the dot product of each position's activation with
+    the target direction ``vectors[b]`` (B, C), as Lucid's ``direction`` objective: a
+    neuron group's feature visualization (Olah et al., "The Building Blocks of
+    Interpretability", 2018)."""
+    targets = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+    if targets.dim() == 1:
+        targets = targets[None]
+    cache: dict[torch.device, torch.Tensor] = {}
+
+    def term(activations: Activations, output: torch.Tensor) -> torch.Tensor:
+        acts = activations[layer].float()
+        target = cache.setdefault(acts.device, targets.to(acts.device))
+        shape = (target.shape[0], target.shape[1]) + (1,) * (acts.dim() - 2)
+        return (acts * target.view(shape)).sum(dim=1).flatten(1).mean(dim=1)
+
+    return _single(term, layer)
+
+
 def channel(layer: str, channels) -> Objective:
     """Mean activation of channel ``channels[b]`` over the whole map, per element."""
     index = torch.as_tensor(np.atleast_1d(channels), dtype=torch.long)

@@ -31,13 +31,14 @@ from atlas.attribution.metrics import (
     cascading_randomizations,
     deletion_insertion_of,
 )
-from atlas.config import AttributeConfig
+from atlas.config import AttributeConfig, Recipe
 from atlas.credits import Credit, credit_entry, credits_in
 from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
 from atlas.errors import AtlasError, MethodNotDefinedError
 from atlas.layers import get_layer
 from atlas.models import LoadedModel
 from atlas.progress import progress
+from atlas.reports.blocks import blocks_section
 from atlas.reports.imaging import Scale, activation_grid, save_png
 from atlas.reports.pages import write_assets, write_page
 from atlas.store.reports import write_report_index
@@ -57,6 +58,8 @@ class ImageReport:
     layers: list[dict] = field(default_factory=list)
     # the image's credit where its folder has a credits.csv (atlas.credits.credit_entry)
     credit: dict | None = None
+    # the Building Blocks section (atlas.reports.blocks), where attribute.blocks_layer asks
+    blocks: dict | None = None
 
     @property
     def predicted(self) -> str:
@@ -147,11 +150,14 @@ def attribute_images(
     records: Sequence[ImageRecord],
     out_dir: str | Path,
     options: AttributeConfig,
+    recipe: Recipe | None = None,
 ) -> list[ImageReport]:
-    """Write the maps, pictures and pages for ``records`` under ``out_dir``."""
+    """Write the maps, pictures and pages for ``records`` under ``out_dir``. ``recipe``:
+    how the Building Blocks section's neuron groups are rendered (the run's render
+    recipe; default: the recipe's defaults)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for layer in options.layers:
+    for layer in [*options.layers, *([options.blocks_layer] if options.blocks_layer else [])]:
         get_layer(model.module, layer)
     methods, undefined = _methods(model, options)
     checked = set(
@@ -234,6 +240,19 @@ def attribute_images(
                 report.trust[name] = _trust(cascades[name], curves[name], i)
         if options.layers:
             _layer_grids(model, inputs, current, options, out)
+        if options.blocks_layer:
+            for report, image in zip(current, inputs, strict=True):
+                report.blocks = blocks_section(
+                    model,
+                    image,
+                    pixels[report.stem],
+                    report.stem,
+                    report.target,
+                    report.top,
+                    options,
+                    recipe or Recipe(),
+                    out,
+                )
     for scale in scales.values():
         scale.settle()
     for report in reports:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from atlas.config import AttributeConfig, ModelSpec
+from atlas.config import AttributeConfig, ModelSpec, Recipe
 from atlas.data import ImageRecord, absolute_root
 from atlas.errors import ConfigError
 from atlas.models import LoadedModel, load_model
@@ -24,13 +24,15 @@ def attribute_store(
     *,
     exemplars: str | None = None,
     image_map: str | Path | None = None,
+    recipe: Recipe | None = None,
 ) -> Reports:
     """Reports on the images of ``sources`` (folders, lists or URLs; ``options.limit`` and
     ``options.per_class`` choose among them), on the first ``options.exemplars_per_cell``
     exemplars of every cell (of ``options.exemplar_levels``) of the grid store
     ``exemplars``, and on the images an image map shows (``image_map``, a folder from
     ``atlas image-map``), each image once; maps, pictures and pages under ``out_dir``.
-    ``model`` is a spec or a model in memory (:func:`atlas.models.wrap_model`)."""
+    ``model`` is a spec or a model in memory (:func:`atlas.models.wrap_model`); ``recipe``
+    renders the neuron groups of ``options.blocks_layer`` (the run's render recipe)."""
     if not sources and not exemplars and not image_map:
         raise ConfigError(
             "give images to report on: --images SOURCE, --exemplars GRID and/or --image-map DIR"
@@ -48,7 +50,7 @@ def attribute_store(
         if absolute_root(record.path) not in known:
             known.add(absolute_root(record.path))
             records.append(record)
-    return Reports(attribute_images(model, records, out_dir, options), Path(out_dir))
+    return Reports(attribute_images(model, records, out_dir, options, recipe), Path(out_dir))
 
 
 def exemplar_images(
