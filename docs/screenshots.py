@@ -7,7 +7,9 @@ Writes docs/level20.png (the atlas at level 20 with its labels), docs/viewer.png
 hovered and its exemplars open), docs/report.png (the attribution report of a swapped
 desert leopard), docs/aligned.png (the aligned atlases side by side) and
 docs/image-map.png (the image map), scaled down and reduced to a small palette so they
-stay light in the repository.
+stay light in the repository. With `--blocks outputs/photos/attribute/polar_bear.html`
+(a report of the real network's run), also docs/real-blocks.png: its Building Blocks
+section.
 """
 
 import sys
@@ -112,7 +114,35 @@ def main(site: str, grid: str, reports: str) -> None:
         print(f"wrote {HERE / name} ({(HERE / name).stat().st_size // 1024} KiB)")
 
 
+def blocks_picture(report_page: str) -> None:
+    """docs/real-blocks.png: the Building Blocks section of one report page."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport={"width": 1000, "height": 1000})
+        page.goto(Path(report_page).resolve().as_uri())
+        page.wait_for_load_state("networkidle")
+        page.locator("#blocks").scroll_into_view_if_needed()
+        top = page.evaluate("document.getElementById('blocks').getBoundingClientRect().top")
+        scroll = page.evaluate("window.scrollY")
+        page.screenshot(
+            path=str(HERE / "real-blocks.png"),
+            full_page=True,
+            clip={"x": 0, "y": top + scroll, "width": 1000, "height": 1150},
+        )
+        browser.close()
+    shrink(HERE / "real-blocks.png", scale=0.8)
+    print(f"wrote {HERE / 'real-blocks.png'}")
+
+
 if __name__ == "__main__":
-    main(
-        *(sys.argv[1:] or ["outputs/demo/site", "outputs/demo/grid.zarr", "outputs/demo/attribute"])
-    )
+    if sys.argv[1:2] == ["--blocks"]:
+        blocks_picture(sys.argv[2])
+    else:
+        main(
+            *(
+                sys.argv[1:]
+                or ["outputs/demo/site", "outputs/demo/grid.zarr", "outputs/demo/attribute"]
+            )
+        )
