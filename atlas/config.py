@@ -593,7 +593,8 @@ class AttributeConfig(Section):
     )
     batch_size: PositiveInt = Field(default=16, description="images per forward/backward pass")
     limit: PositiveInt | None = Field(
-        default=None, description="at most this many images per source"
+        default=None,
+        description="at most this many images per source, spread evenly over its listing",
     )
     per_class: PositiveInt | None = Field(
         default=None, description="at most this many images per label"

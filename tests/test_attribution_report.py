@@ -293,3 +293,16 @@ def test_the_building_blocks_section(cnn, tiny_world, tmp_path):
         assert icon.exists()
         rows = blocks["dictionary"]
         assert len(rows) == len(rows[0]) and len(rows[0][0]) == options.blocks_top_channels
+
+
+def test_a_limit_draws_from_the_whole_listing(tiny_world):
+    """``attribute.limit`` spreads its images over the source's listing: three of a folder
+    of ten classes come from three classes, not the first class's folder."""
+    from atlas.config import AttributeConfig
+    from atlas.reports.attribution_report import select_images
+
+    options = AttributeConfig(limit=3)
+    chosen = select_images([str(tiny_world / "test")], sorted(CLASS_NAMES), options)
+    assert len(chosen) == 3
+    assert len({r.label for r in chosen}) == 3
+    assert chosen[0].name == sorted(r.name for r in chosen)[0]

@@ -105,7 +105,10 @@ def _data_uri(path: Path) -> str:
 def select_images(
     sources: Sequence[str], class_names: Sequence[str], options: AttributeConfig
 ) -> list[ImageRecord]:
-    """The images of every source, at most ``limit`` per source and ``per_class`` per label."""
+    """The images of every source, at most ``per_class`` per label and ``limit`` per source
+    (spread evenly over its listing, so that every folder of a collection is drawn from)."""
+    from atlas.attribution.sanity import spread
+
     chosen = []
     for source in sources:
         records = list_images(source, class_names).records
@@ -116,7 +119,7 @@ def select_images(
                 for r in records
                 if seen.setdefault(r.label, []).append(r) or len(seen[r.label]) <= options.per_class
             ]
-        chosen.extend(records[: options.limit] if options.limit else records)
+        chosen.extend(spread(records, options.limit) if options.limit else records)
     return chosen
 
 
