@@ -22,6 +22,7 @@ half and the groups reconstruct the signed map.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,17 +60,25 @@ def layer_attribution(
 ) -> LayerAttribution:
     """``image`` (3, H, W, normalized) through ``model``; the layer's map and the gradient
     of logit ``target`` with respect to it."""
+    return layer_attributions(model, image, layer, [target])[0]
+
+
+def layer_attributions(
+    model: LoadedModel, image: torch.Tensor, layer: str, targets: Sequence[int]
+) -> list[LayerAttribution]:
+    """:func:`layer_attribution` for each of ``targets``, from one forward pass."""
     inputs = image[None].to(model.device)
     with torch.enable_grad(), model.capture([layer], detach=False) as outputs:
         logits = model.module(inputs)
         activation = outputs[layer]
-        (gradient,) = torch.autograd.grad(logits[0, target], activation)
-    return LayerAttribution(
-        layer,
-        int(target),
-        activation[0].detach().float().cpu().numpy(),
-        gradient[0].float().cpu().numpy(),
-    )
+        gradients = [
+            torch.autograd.grad(logits[0, t], activation, retain_graph=True)[0] for t in targets
+        ]
+    kept = activation[0].detach().float().cpu().numpy()
+    return [
+        LayerAttribution(layer, int(t), kept, g[0].float().cpu().numpy())
+        for t, g in zip(targets, gradients, strict=True)
+    ]
 
 
 def semantic_dictionary(values: np.ndarray, top: int = 4) -> tuple[np.ndarray, np.ndarray]:

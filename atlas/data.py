@@ -156,6 +156,15 @@ def list_images(
     return ImageList(records, names, kind, str(source))
 
 
+def spread(records: Sequence[ImageRecord], limit: int) -> list[ImageRecord]:
+    """``limit`` of ``records`` spread evenly over them, in their order (from a sorted
+    listing: every folder of a collection drawn from)."""
+    if limit >= len(records):
+        return list(records)
+    picks = np.linspace(0, len(records) - 1, limit).round().astype(int)
+    return [records[i] for i in picks]
+
+
 def image_folder(
     root: str | Path, class_names: Sequence[str] | None = None
 ) -> tuple[list[ImageRecord], list[str]]:

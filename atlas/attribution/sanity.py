@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from atlas.attribution.base import Attribution, make_method
 from atlas.attribution.metrics import cascading_randomization, deletion_insertion, randomize
 from atlas.config import AttributeConfig
-from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
+from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels, spread
 from atlas.errors import DataError
 from atlas.layers import blocks, get_layer
 from atlas.models import LoadedModel
@@ -104,14 +104,6 @@ def select_photos(source: str | Path, limit: int) -> list[ImageRecord]:
     """``limit`` images of ``source`` spread evenly over its sorted listing (so every
     folder of a photo collection is drawn from), in listing order."""
     return spread(list_images(source).records, limit)
-
-
-def spread(records: Sequence[ImageRecord], limit: int) -> list[ImageRecord]:
-    """``limit`` of ``records`` spread evenly over them, in their order."""
-    if limit >= len(records):
-        return list(records)
-    picks = np.linspace(0, len(records) - 1, limit).round().astype(int)
-    return [records[i] for i in picks]
 
 
 def photo_inputs(

@@ -77,6 +77,12 @@ def _centre(tensor: torch.Tensor, y: int | None = None, x: int | None = None) ->
     return tensor[:, :, h // 2 if y is None else y, w // 2 if x is None else x]
 
 
+def _vectors(vectors) -> torch.Tensor:
+    """Target directions as a (B, C) float tensor (one vector: B = 1)."""
+    targets = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+    return targets[None] if targets.dim() == 1 else targets
+
+
 def direction(
     layer: str,
     vectors,
@@ -90,9 +96,7 @@ def direction(
     given), times its cosine similarity raised to ``cossim_pow`` (floored at 0.1, as
     Lucid's ``direction_neuron_cossim_S``), so that both the strength and the purity of
     the direction count. ``vectors`` is (B, C): one target per batch element."""
-    targets = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
-    if targets.dim() == 1:
-        targets = targets[None]
+    targets = _vectors(vectors)
     if whitening is not None:
         targets = targets @ torch.as_tensor(np.asarray(whitening), dtype=torch.float32)
     targets = targets / targets.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -115,9 +119,7 @@ def direction_map(layer: str, vectors) -> Objective:
     the target direction ``vectors[b]`` (B, C), as Lucid's ``direction`` objective: a
     neuron group's feature visualization (Olah et al., "The Building Blocks of
     Interpretability", 2018)."""
-    targets = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
-    if targets.dim() == 1:
-        targets = targets[None]
+    targets = _vectors(vectors)
     cache: dict[torch.device, torch.Tensor] = {}
 
     def term(activations: Activations, output: torch.Tensor) -> torch.Tensor:

@@ -33,12 +33,12 @@ from atlas.attribution.metrics import (
 )
 from atlas.config import AttributeConfig, Recipe
 from atlas.credits import Credit, credit_entry, credits_in
-from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels
+from atlas.data import ImageRecord, UnusableImage, list_images, read_pixels, spread
 from atlas.errors import AtlasError, MethodNotDefinedError
 from atlas.layers import get_layer
 from atlas.models import LoadedModel
 from atlas.progress import progress
-from atlas.reports.blocks import blocks_section
+from atlas.reports.blocks import BLOCKS_CLASSES, blocks_section
 from atlas.reports.imaging import Scale, activation_grid, save_png
 from atlas.reports.pages import write_assets, write_page
 from atlas.store.reports import write_report_index
@@ -107,8 +107,6 @@ def select_images(
 ) -> list[ImageRecord]:
     """The images of every source, at most ``per_class`` per label and ``limit`` per source
     (spread evenly over its listing, so that every folder of a collection is drawn from)."""
-    from atlas.attribution.sanity import spread
-
     chosen = []
     for source in sources:
         records = list_images(source, class_names).records
@@ -160,7 +158,7 @@ def attribute_images(
     recipe; default: the recipe's defaults)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for layer in [*options.layers, *([options.blocks_layer] if options.blocks_layer else [])]:
+    for layer in filter(None, [*options.layers, options.blocks_layer]):
         get_layer(model.module, layer)
     methods, undefined = _methods(model, options)
     checked = set(
@@ -244,14 +242,16 @@ def attribute_images(
         if options.layers:
             _layer_grids(model, inputs, current, options, out)
         if options.blocks_layer:
-            for report, image in zip(current, inputs, strict=True):
+            for report, image, p in zip(current, inputs, probs, strict=True):
+                likely = [
+                    i for i in torch.argsort(p, descending=True).tolist() if i != report.target
+                ]
                 report.blocks = blocks_section(
                     model,
                     image,
                     pixels[report.stem],
                     report.stem,
-                    report.target,
-                    report.top,
+                    [report.target, *likely[: BLOCKS_CLASSES - 1]],
                     options,
                     recipe or Recipe(),
                     out,
@@ -280,7 +280,7 @@ def _sanity(
     floors compare different images' maps)."""
     if not options.sanity_photos or len(records) < 2:
         return None
-    from atlas.attribution.sanity import METHODS, sanity_checks, spread, write_sanity
+    from atlas.attribution.sanity import METHODS, sanity_checks, write_sanity
 
     cascaded = [m for m in options.randomize_methods or METHODS if m in options.methods]
     report = sanity_checks(

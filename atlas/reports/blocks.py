@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from atlas.building_blocks import (
     group_attributions,
-    layer_attribution,
+    layer_attributions,
     neuron_groups,
     semantic_dictionary,
 )
@@ -23,7 +23,7 @@ from atlas.config import AttributeConfig, Recipe
 from atlas.models import LoadedModel
 from atlas.reports.imaging import Scale, save_png
 
-CLASSES_SHOWN = 3  # the groups' attribution to the explained class and the next most likely
+BLOCKS_CLASSES = 3  # the groups' attribution to the explained class and the next most likely
 
 
 def blocks_section(
@@ -31,21 +31,18 @@ def blocks_section(
     image: torch.Tensor,
     pixels: np.ndarray,
     stem: str,
-    target: int,
-    top: list[tuple[str, float]],
+    classes: list[int],
     options: AttributeConfig,
     recipe: Recipe,
     out: Path,
 ) -> dict:
     """The section's numbers and pictures for one image (``image`` normalized (3, H, W);
-    ``pixels`` the crop as shown (H, W, 3) uint8; ``top`` its predictions, best first),
-    the pictures written as ``<stem>.blocks.*.png`` under ``out``."""
+    ``pixels`` the crop as shown (H, W, 3) uint8; ``classes`` the explained class, then
+    the others whose attributions are shown), the pictures written as
+    ``<stem>.blocks.*.png`` under ``out``."""
     layer = options.blocks_layer
-    names = {name: i for i, name in enumerate(model.class_names)}
-    others = [names[n] for n, _ in top if names[n] != target][: CLASSES_SHOWN - 1]
-    classes = [target, *others]
-    found = {c: layer_attribution(model, image, layer, c) for c in classes}
-    main = found[target]
+    found = dict(zip(classes, layer_attributions(model, image, layer, classes), strict=True))
+    main = found[classes[0]]
     groups = neuron_groups(main.activation, options.blocks_groups)
     shares = {c: group_attributions(groups, found[c].gradient) for c in classes}
     size = pixels.shape[:2]
