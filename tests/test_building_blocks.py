@@ -93,3 +93,32 @@ def test_the_semantic_dictionary_lists_each_positions_strongest_channels():
     channels, strengths = semantic_dictionary(values, top=2)
     assert channels[:, 0, 0].tolist() == [1, 2] and channels[:, 1, 1].tolist() == [3, 0]
     assert strengths[:, 1, 1].tolist() == [4.0, 3.0]
+
+
+def test_the_report_section_tells_classes_of_the_same_name_apart(tiny_world, tmp_path):
+    """ImageNet names two classes ``crane``: the section's classes go by index, so both
+    can be shown, each with its own attributions."""
+    from atlas.attribution.sanity import select_photos
+    from atlas.config import AttributeConfig, Recipe
+    from atlas.reports.attribution_report import attribute_images
+
+    net = PooledLinear().eval()
+    with torch.no_grad():  # logits ranked x, x, y, z whatever the image
+        net.head.weight.mul_(0.01)
+        net.head.bias.copy_(torch.tensor([3.0, 2.0, 1.0, 0.0]))
+    model = wrap_model(net, input_size=8, class_names=["x", "x", "y", "z"])
+    options = AttributeConfig(
+        methods=["saliency"],
+        randomize_methods=[],
+        deletion_steps=0,
+        blocks_layer="conv",
+        blocks_groups=2,
+        blocks_icon_steps=0,
+    )
+    (report,) = attribute_images(
+        model, select_photos(tiny_world / "test", 1), tmp_path, options, Recipe()
+    )
+    blocks = report.blocks
+    assert len(blocks["classes"]) == 3
+    columns = {tuple(round(g["attribution"][k], 6) for g in blocks["groups"]) for k in range(3)}
+    assert len(columns) == 3  # three different classes, not one counted twice
